@@ -1,1 +1,64 @@
-fn main() {}
+//! `tuneguard`: fine-tune LLMs and guard the run. This binary only parses arguments, prints and
+//! sets exit codes; the work lives in the library crates.
+mod generate;
+mod inspect;
+mod model_path;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "tuneguard", version, about = "Fine-tune Llama-family LLMs and guard the run against the classic fine-tuning mistakes")]
+struct Cli {
+    /// Worker threads for the matmuls (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// Log more (repeat for debug output); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text from a prompt, streaming it to stdout.
+    Generate(generate::GenerateArgs),
+    /// Print a model's architecture, size, quantization, vocabulary and special tokens.
+    Inspect(inspect::InspectArgs),
+}
+
+/// Exit code for bad input (unreadable model, bad arguments), as clap uses for usage errors.
+const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    if let Some(n) = cli.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global() {
+            eprintln!("error: cannot set {n} threads: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let result = match cli.command {
+        Command::Generate(args) => generate::run(args),
+        Command::Inspect(args) => inspect::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            let bad_input = e.downcast_ref::<tuneguard_model::ModelError>().is_some()
+                || e.downcast_ref::<model_path::MissingDefaultModel>().is_some();
+            ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { 1 })
+        }
+    }
+}

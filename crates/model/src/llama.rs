@@ -1,0 +1,207 @@
+//! The Llama-family decoder (Touvron et al. 2023), as `transformers`' `LlamaForCausalLM`:
+//! pre-RMSNorm blocks of grouped-query attention with RoPE and a SwiGLU MLP, f32 throughout.
+//!
+//! Shapes legend: t tokens of this call, T tokens in the cache, d hidden, h heads, kv kv-heads,
+//! hd head dim, ff MLP width, v vocab.
+use rayon::prelude::*;
+
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+use crate::linear::Linear;
+use crate::ops;
+use crate::rope::Rope;
+
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub input_norm: Vec<f32>,
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub post_attention_norm: Vec<f32>,
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+impl Layer {
+    /// The LoRA-targetable projections under their PEFT module names.
+    pub fn projections_mut(&mut self) -> [(&'static str, &mut Linear); 7] {
+        [
+            ("self_attn.q_proj", &mut self.q_proj),
+            ("self_attn.k_proj", &mut self.k_proj),
+            ("self_attn.v_proj", &mut self.v_proj),
+            ("self_attn.o_proj", &mut self.o_proj),
+            ("mlp.gate_proj", &mut self.gate_proj),
+            ("mlp.up_proj", &mut self.up_proj),
+            ("mlp.down_proj", &mut self.down_proj),
+        ]
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Llama {
+    pub config: ModelConfig,
+    /// Token embedding (v, d); also the output projection when embeddings are tied.
+    pub embed_tokens: Linear,
+    pub layers: Vec<Layer>,
+    pub norm: Vec<f32>,
+    /// Untied output projection (v, d).
+    pub lm_head: Option<Linear>,
+    rope: Rope,
+}
+
+/// Keys and values of the tokens seen so far, per layer (T, kv·hd) each.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new(cfg: &ModelConfig) -> Self {
+        KvCache { keys: vec![Vec::new(); cfg.num_layers], values: vec![Vec::new(); cfg.num_layers], len: 0 }
+    }
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Which positions' logits a forward call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsFor {
+    /// Only the last position, (1, v): what generation needs.
+    Last,
+    /// Every position, (t, v).
+    All,
+}
+
+impl Llama {
+    pub fn new(config: ModelConfig, embed_tokens: Linear, layers: Vec<Layer>, norm: Vec<f32>, lm_head: Option<Linear>) -> Self {
+        let rope = Rope::new(&config);
+        Llama { config, embed_tokens, layers, norm, lm_head, rope }
+    }
+
+    /// Runs `tokens` (t,) at positions `cache.len()..` and appends their keys/values to `cache`.
+    /// Returns the logits, (1, v) or (t, v) row-major as `which` asks.
+    ///
+    /// # Errors
+    /// `InvalidRequest` for an empty call, a token id outside the vocabulary or a position past
+    /// the context window.
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, which: LogitsFor) -> Result<Vec<f32>> {
+        let cfg = &self.config;
+        let (t, d) = (tokens.len(), cfg.hidden_size);
+        if t == 0 {
+            return Err(ModelError::InvalidRequest("forward called with no tokens".into()));
+        }
+        if cache.len + t > cfg.max_position_embeddings {
+            return Err(ModelError::InvalidRequest(format!(
+                "{} tokens exceed the context window of {} tokens",
+                cache.len + t,
+                cfg.max_position_embeddings
+            )));
+        }
+        let vocab_rows = self.embed_tokens.out_features;
+        let mut x = vec![0f32; t * d]; // (t, d)
+        for (row, &tok) in x.chunks_mut(d).zip(tokens) {
+            let tok = tok as usize;
+            if tok >= vocab_rows {
+                return Err(ModelError::InvalidRequest(format!("token id {tok} is outside the vocabulary of {vocab_rows}")));
+            }
+            row.copy_from_slice(&self.embed_tokens.weight[tok * d..(tok + 1) * d]);
+        }
+        let angles = self.rope.angles(cache.len, t);
+        for (i, layer) in self.layers.iter().enumerate() {
+            self.block(layer, &mut x, t, &angles, &mut cache.keys[i], &mut cache.values[i], cache.len);
+        }
+        cache.len += t;
+        let rows = match which {
+            LogitsFor::Last => &x[(t - 1) * d..],
+            LogitsFor::All => &x[..],
+        };
+        let n = rows.len() / d;
+        let mut normed = vec![0f32; n * d];
+        ops::rms_norm(rows, &self.norm, cfg.rms_norm_eps as f32, &mut normed);
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
+        let mut logits = vec![0f32; n * head.out_features];
+        head.forward(&normed, n, &mut logits);
+        Ok(logits)
+    }
+
+    /// One decoder block, updating the residual stream x (t, d) in place.
+    #[allow(clippy::too_many_arguments)]
+    fn block(&self, l: &Layer, x: &mut [f32], t: usize, angles: &crate::rope::RopeAngles, k_cache: &mut Vec<f32>, v_cache: &mut Vec<f32>, past: usize) {
+        let cfg = &self.config;
+        let (d, hd) = (cfg.hidden_size, cfg.head_dim);
+        let (nh, nkv) = (cfg.num_heads, cfg.num_kv_heads);
+        let eps = cfg.rms_norm_eps as f32;
+        let mut h = vec![0f32; t * d];
+        ops::rms_norm(x, &l.input_norm, eps, &mut h);
+        let mut q = vec![0f32; t * nh * hd]; // (t, h·hd)
+        let mut k = vec![0f32; t * nkv * hd]; // (t, kv·hd)
+        let mut v = vec![0f32; t * nkv * hd];
+        l.q_proj.forward(&h, t, &mut q);
+        l.k_proj.forward(&h, t, &mut k);
+        l.v_proj.forward(&h, t, &mut v);
+        angles.apply(&mut q, nh);
+        angles.apply(&mut k, nkv);
+        k_cache.extend_from_slice(&k);
+        v_cache.extend_from_slice(&v);
+        let attn = attention(&q, k_cache, v_cache, t, past, nh, nkv, hd, cfg.sliding_window);
+        let mut o = vec![0f32; t * d];
+        l.o_proj.forward(&attn, t, &mut o);
+        x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+
+        ops::rms_norm(x, &l.post_attention_norm, eps, &mut h);
+        let ff = cfg.intermediate_size;
+        let mut gate = vec![0f32; t * ff];
+        let mut up = vec![0f32; t * ff];
+        l.gate_proj.forward(&h, t, &mut gate);
+        l.up_proj.forward(&h, t, &mut up);
+        ops::silu_mul(&mut gate, &up);
+        l.down_proj.forward(&gate, t, &mut o);
+        x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+    }
+}
+
+/// Causal grouped-query attention of t new queries against all T = past + t cached positions.
+/// q (t, h·hd), keys/values (T, kv·hd) → (t, h·hd). Query i sits at position past + i and sees
+/// keys 0..=past+i (and, with a sliding window w, only the last w of them).
+#[allow(clippy::too_many_arguments)]
+fn attention(q: &[f32], keys: &[f32], values: &[f32], t: usize, past: usize, nh: usize, nkv: usize, hd: usize, window: Option<usize>) -> Vec<f32> {
+    let total = past + t;
+    let kvw = nkv * hd;
+    let group = nh / nkv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let per_head: Vec<Vec<f32>> = (0..nh)
+        .into_par_iter()
+        .map(|head| {
+            let kvh = head / group;
+            let mut scores = vec![0f32; t * total]; // (t, T)
+            // scores = q_h (t, hd) · K_kvh (T, hd)ᵀ · scale
+            ops::matmul_strided(&q[head * hd..], (nh * hd, 1), &keys[kvh * hd..], (1, kvw), &mut scores, t, hd, total, scale);
+            for (i, row) in scores.chunks_mut(total).enumerate() {
+                let pos = past + i;
+                let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                row[pos + 1..].fill(0.0);
+                row[..lo].fill(0.0);
+                ops::softmax_in_place(&mut row[lo..=pos]);
+            }
+            let mut out = vec![0f32; t * hd]; // (t, hd) = P (t, T) · V_kvh (T, hd)
+            ops::matmul_strided(&scores, (total, 1), &values[kvh * hd..], (kvw, 1), &mut out, t, total, hd, 1.0);
+            out
+        })
+        .collect();
+    let mut attn = vec![0f32; t * nh * hd];
+    for (head, out) in per_head.iter().enumerate() {
+        for (i, row) in out.chunks(hd).enumerate() {
+            attn[i * nh * hd + head * hd..][..hd].copy_from_slice(row);
+        }
+    }
+    attn
+}

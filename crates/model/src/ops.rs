@@ -1,0 +1,162 @@
+//! Dense f32 kernels of the forward pass. Row-major everywhere; shapes in the doc of each op.
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Threads the matmuls use (the rayon pool's size).
+pub fn parallelism() -> Parallelism {
+    let n = rayon::current_num_threads();
+    if n > 1 {
+        Parallelism::Rayon(n)
+    } else {
+        Parallelism::None
+    }
+}
+
+/// `y (m, n) (+)= x (m, k) · w (n, k)ᵀ`, i.e. a linear layer with PyTorch's `(out, in)` weight.
+/// `accumulate` adds into `y` instead of overwriting it.
+pub fn matmul_wt(x: &[f32], w: &[f32], y: &mut [f32], m: usize, k: usize, n: usize, accumulate: bool, par: Parallelism) {
+    assert!(x.len() >= m * k && w.len() >= n * k && y.len() >= m * n, "matmul_wt shape");
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the asserts above bound every index gemm touches with these strides.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            y.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// General strided matmul `c (m, n) = a (m, k) · b (k, n)` with explicit (row, col) strides.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_strided(
+    a: &[f32],
+    a_strides: (usize, usize),
+    b: &[f32],
+    b_strides: (usize, usize),
+    c: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |s: (usize, usize), r: usize, cc: usize| (r.saturating_sub(1)) * s.0 + (cc.saturating_sub(1)) * s.1;
+    assert!(last(a_strides, m, k) < a.len() && last(b_strides, k, n) < b.len() && m * n <= c.len());
+    // SAFETY: bounds checked above.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            a_strides.1 as isize,
+            a_strides.0 as isize,
+            b.as_ptr(),
+            b_strides.1 as isize,
+            b_strides.0 as isize,
+            0.0,
+            alpha,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
+/// RMSNorm over the last axis: `y = x / sqrt(mean(x²) + eps) * weight`, x (t, d).
+/// Zhang & Sennrich 2019; as `LlamaRMSNorm` (mean of squares in f32).
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, y: &mut [f32]) {
+    let d = weight.len();
+    y.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(yr, xr)| {
+        let ms = xr.iter().map(|v| v * v).sum::<f32>() / d as f32;
+        let inv = 1.0 / (ms + eps).sqrt();
+        for ((o, &v), &w) in yr.iter_mut().zip(xr).zip(weight) {
+            *o = w * (v * inv);
+        }
+    });
+}
+
+/// SwiGLU gate: `gate = silu(gate) * up` in place, both (t, ff).
+pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    gate.par_chunks_mut(4096).zip(up.par_chunks(4096)).for_each(|(g, u)| {
+        for (g, &u) in g.iter_mut().zip(u) {
+            *g = *g / (1.0 + (-*g).exp()) * u;
+        }
+    });
+}
+
+/// In-place softmax of one row; returns nothing, the row sums to 1.
+pub fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matmul_wt_matches_naive() {
+        let (m, k, n) = (3, 5, 4);
+        let x: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.11).cos()).collect();
+        let mut y = vec![1.0; m * n];
+        matmul_wt(&x, &w, &mut y, m, k, n, true, Parallelism::None);
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = 1.0 + (0..k).map(|c| x[i * k + c] * w[j * k + c]).sum::<f32>();
+                assert!((y[i * n + j] - want).abs() < 1e-5, "{i},{j}");
+            }
+        }
+    }
+
+    #[test]
+    fn rms_norm_by_hand() {
+        // x = [3, 4]: mean square 12.5, rsqrt ≈ 0.282843; weight [1, 2].
+        let mut y = [0.0; 2];
+        rms_norm(&[3.0, 4.0], &[1.0, 2.0], 0.0, &mut y);
+        assert!((y[0] - 0.848528).abs() < 1e-5 && (y[1] - 2.262742).abs() < 1e-5, "{y:?}");
+    }
+
+    #[test]
+    fn softmax_sums_to_one() {
+        let mut r = [1.0, 2.0, 3.0];
+        softmax_in_place(&mut r);
+        assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!((r[2] - 0.665241).abs() < 1e-5);
+    }
+}
