@@ -1,5 +1,6 @@
 //! `tuneguard`: fine-tune LLMs and guard the run. This binary only parses arguments, prints and
 //! sets exit codes; the work lives in the library crates.
+mod convert;
 mod generate;
 mod inspect;
 mod model_path;
@@ -27,6 +28,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Print a model's architecture, size, quantization, vocabulary and special tokens.
     Inspect(inspect::InspectArgs),
+    /// Write a model as a float32 Hugging Face safetensors directory (merging a LoRA adapter).
+    Convert(convert::ConvertArgs),
 }
 
 /// Exit code for bad input (unreadable model, bad arguments), as clap uses for usage errors.
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Generate(args) => generate::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Convert(args) => convert::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,7 @@ pub mod lora;
 pub mod ops;
 pub mod quant;
 pub mod rope;
+pub mod save;
 pub mod testutil;
 pub mod tokenizer;
 

@@ -51,3 +51,26 @@ pub fn require_default_model() -> Option<PathBuf> {
         path.display()
     );
 }
+
+/// The read-only `shared/` folder beside the repository (golden outputs, data sets):
+/// `$TUNEGUARD_SHARED` if set, else `<repo>/../shared`.
+pub fn shared_dir() -> PathBuf {
+    match std::env::var_os("TUNEGUARD_SHARED") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => repo_root().parent().map(|p| p.join("shared")).unwrap_or_else(|| PathBuf::from("../shared")),
+    }
+}
+
+/// Mean over t = 1..T-1 of `ln softmax(logits[t-1])[ids[t]]`, in f64 (the golden files'
+/// `mean_log_likelihood`). `logits` is (T, v) row-major.
+pub fn mean_log_likelihood(logits: &[f32], ids: &[u32]) -> f64 {
+    let v = logits.len() / ids.len();
+    let mut sum = 0.0;
+    for t in 1..ids.len() {
+        let row = &logits[(t - 1) * v..t * v];
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let lse = max + row.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
+        sum += row[ids[t] as usize] as f64 - lse;
+    }
+    sum / (ids.len() - 1) as f64
+}

@@ -44,7 +44,8 @@ pub fn matmul_rows(
         return Err(QuantError::Unsupported(ty));
     }
     let row_bytes = ty.data_len(cols)?;
-    let expected = row_bytes.checked_mul(rows).ok_or(QuantError::DataLength { ty, expected: usize::MAX, got: w.len() })?;
+    let expected =
+        row_bytes.checked_mul(rows).ok_or(QuantError::DataLength { ty, expected: usize::MAX, got: w.len() })?;
     if w.len() != expected {
         return Err(QuantError::DataLength { ty, expected, got: w.len() });
     }

@@ -127,8 +127,8 @@ impl GgmlType {
         match self {
             F32 | F16 | BF16 | I8 | I16 | I32 | I64 | F64 => 1,
             Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | IQ4_NL | MXFP4 => 32,
-            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K | IQ2_XXS | IQ2_XS | IQ3_XXS | IQ1_S | IQ3_S
-            | IQ2_S | IQ4_XS | IQ1_M | TQ1_0 | TQ2_0 => QK_K,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K | IQ2_XXS | IQ2_XS | IQ3_XXS | IQ1_S | IQ3_S | IQ2_S | IQ4_XS
+            | IQ1_M | TQ1_0 | TQ2_0 => QK_K,
         }
     }
 
@@ -212,15 +212,13 @@ impl GgmlType {
     /// Whether [`dequantize`] (and so [`matvec`]) can decode this type.
     pub fn is_supported(self) -> bool {
         use GgmlType::*;
-        matches!(
-            self,
-            F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K
-        )
+        matches!(self, F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K)
     }
 
     /// Bytes taken by `n_elements` elements, or an error if that is not a whole number of blocks.
     pub fn data_len(self, n_elements: usize) -> Result<usize, QuantError> {
         let bs = self.block_size();
+        #[allow(clippy::manual_is_multiple_of)] // is_multiple_of needs Rust 1.87, MSRV is 1.85
         if n_elements % bs != 0 {
             return Err(QuantError::NotBlockAligned { ty: self, elements: n_elements, block_size: bs });
         }

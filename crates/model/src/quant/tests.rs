@@ -207,10 +207,7 @@ fn quant_parallel_dequantize_matches_blockwise() {
 fn quant_errors() {
     use GgmlType::*;
     let mut out = vec![0.0f32; 64];
-    assert_eq!(
-        dequantize(Q4_0, &[0u8; 35], &mut out),
-        Err(QuantError::DataLength { ty: Q4_0, expected: 36, got: 35 })
-    );
+    assert_eq!(dequantize(Q4_0, &[0u8; 35], &mut out), Err(QuantError::DataLength { ty: Q4_0, expected: 36, got: 35 }));
     assert!(matches!(dequantize(Q4_K, &[0u8; 144], &mut out), Err(QuantError::NotBlockAligned { .. })));
     assert_eq!(dequantize(IQ2_XXS, &[0u8; 66], &mut vec![0.0; 256]), Err(QuantError::Unsupported(IQ2_XXS)));
     assert_eq!(dequantize(Q8_1, &[0u8; 72], &mut out), Err(QuantError::Unsupported(Q8_1)));
@@ -239,7 +236,7 @@ fn quant_type_table() {
         }
     }
     assert_eq!(GgmlType::from_id(4), None); // removed Q4_2
-    // A few sizes from gguf-py's GGML_QUANT_SIZES.
+                                            // A few sizes from gguf-py's GGML_QUANT_SIZES.
     use GgmlType::*;
     let sizes = [(IQ2_XXS, 256, 66), (IQ3_S, 256, 110), (IQ4_XS, 256, 136), (IQ1_M, 256, 56), (TQ1_0, 256, 54)];
     for (t, bs, ts) in sizes {
