@@ -33,13 +33,13 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 256)]
     max_new_tokens: usize,
     /// Sampling temperature; 0 means greedy decoding.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     temperature: f32,
     /// Sample only from the k most likely tokens (0 = no limit).
     #[arg(long, default_value_t = 0)]
     top_k: usize,
     /// Nucleus sampling: smallest token set with cumulative probability >= p (1 = off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     top_p: f32,
     /// Random seed for sampling.
     #[arg(long, default_value_t = 0)]

@@ -40,12 +40,16 @@ fn render(i: &ModelInfo) -> String {
     line("path", i.path.display().to_string());
     line("architecture", format!("{} (model_type {})", c.architecture.name(), c.architecture.name()));
     line("parameters", format!("{} ({:.1} M)", i.parameters, i.parameters as f64 / 1e6));
-    let types: Vec<String> = i.tensor_types.iter().map(|(k, (n, p))| format!("{k} x{n} ({:.1} M params)", *p as f64 / 1e6)).collect();
+    let types: Vec<String> =
+        i.tensor_types.iter().map(|(k, (n, p))| format!("{k} x{n} ({:.1} M params)", *p as f64 / 1e6)).collect();
     line("tensor types", types.join(", "));
     line("layers", c.num_layers.to_string());
     line("hidden size", c.hidden_size.to_string());
     line("intermediate size", c.intermediate_size.to_string());
-    line("attention heads", format!("{} query, {} key/value (GQA), head dim {}", c.num_heads, c.num_kv_heads, c.head_dim));
+    line(
+        "attention heads",
+        format!("{} query, {} key/value (GQA), head dim {}", c.num_heads, c.num_kv_heads, c.head_dim),
+    );
     line("context length", format!("{} tokens", c.max_position_embeddings));
     line("rope theta", c.rope_theta.to_string());
     line("rms norm eps", format!("{:e}", c.rms_norm_eps as f32));

@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "tuneguard", version, about = "Fine-tune Llama-family LLMs and guard the run against the classic fine-tuning mistakes")]
+#[command(
+    name = "tuneguard",
+    version,
+    about = "Fine-tune Llama-family LLMs and guard the run against the classic fine-tuning mistakes"
+)]
 struct Cli {
     /// Worker threads for the matmuls (default: all cores).
     #[arg(long, global = true)]
@@ -42,7 +46,8 @@ fn main() -> ExitCode {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     if let Some(n) = cli.threads {
         if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global() {

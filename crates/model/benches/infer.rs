@@ -49,7 +49,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let load_s = t.elapsed().as_secs_f64();
     // A real English token stream: the chat-templated text, repeated.
     let template = m.chat_template.as_ref().ok_or("the model has no chat template")?;
-    let one = template.render(&[ChatMessage::new("user", "What is fine-tuning?"), ChatMessage::new("assistant", TEXT)], false)?;
+    let one = template
+        .render(&[ChatMessage::new("user", "What is fine-tuning?"), ChatMessage::new("assistant", TEXT)], false)?;
     let mut stream = Vec::new();
     while stream.len() < 1024 {
         stream.extend(m.tokenizer.encode(&one, false)?);
@@ -81,6 +82,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for _ in 0..reps {
             let s = prefill(LogitsFor::Last)?;
             println!("prefill {} tokens: {:.3} s ({:.1} tokens/s)", long.len(), s, long.len() as f64 / s);
+        }
+        return Ok(());
+    }
+    if std::env::args().any(|a| a == "--profile") {
+        // Where the time goes: prefill, then decode, each averaged over `reps` runs.
+        prefill(LogitsFor::Last)?;
+        tuneguard_model::profile::enable(true);
+        for (name, is_prefill) in [("prefill 512", true), ("decode 64+128", false)] {
+            tuneguard_model::profile::reset();
+            let t = Instant::now();
+            for _ in 0..reps {
+                if is_prefill {
+                    prefill(LogitsFor::Last)?;
+                } else {
+                    decode()?;
+                }
+            }
+            let total = t.elapsed().as_secs_f64() / reps as f64;
+            let parts: Vec<String> = tuneguard_model::profile::report()
+                .into_iter()
+                .map(|(k, s)| format!("{k} {:.3}s ({:.0}%)", s / reps as f64, 100.0 * s / reps as f64 / total))
+                .collect();
+            println!("{name}: {total:.3} s per run: {}", parts.join(", "));
         }
         return Ok(());
     }

@@ -334,8 +334,8 @@ fn tojson(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> std::result::
     let mut buf = Vec::new();
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
     let res = if sort_keys {
-        let v = serde_json::to_value(value)
-            .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+        let v =
+            serde_json::to_value(value).map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
         SortedJson(&v).serialize(&mut ser)
     } else {
         value.serialize(&mut ser)
@@ -471,8 +471,20 @@ fn strftime_now(format: String) -> std::result::Result<String, Error> {
     Ok(strftime_utc(&format, secs))
 }
 
-const MONTHS: [&str; 12] =
-    ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
 const WEEKDAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
 
 /// (year, month 1-12, day 1-31) of days since 1970-01-01 (Howard Hinnant's `civil_from_days`).
@@ -551,10 +563,13 @@ mod tests {
 
     #[test]
     fn chat_gguf_template_matches_golden() {
-        let Some(path) = require_default_model() else { return };
+        let Some(path) = require_default_model() else {
+            return;
+        };
         let gguf = GgufFile::open(&path).expect("open GGUF");
         let tok = crate::tokenizer::TextTokenizer::from_gguf(&gguf).expect("tokenizer");
-        let t = ChatTemplate::from_gguf(&gguf, tok.bos_token(), tok.eos_token()).expect("compile").expect("has template");
+        let t =
+            ChatTemplate::from_gguf(&gguf, tok.bos_token(), tok.eos_token()).expect("compile").expect("has template");
         let msgs = [ChatMessage::new("user", "Write a haiku about autumn leaves.")];
         let text = t.render(&msgs, true).expect("render");
         // Golden `text` of the chat_user_message input (/work/shared/golden/smollm2_135m_q4_1.json).
@@ -605,10 +620,17 @@ mod tests {
         // trim_blocks/lstrip_blocks, python methods, loop controls, bos/eos, tojson.
         let src = "{{ bos_token }}\n{% for m in messages %}\n    {% if m.content.strip().startswith('skip') %}{% continue %}{% endif %}\n[{{ m.role.upper() }}] {{ m.content.strip() }}{{ eos_token }}\n{% endfor %}\n{{ messages[0] | tojson }}";
         let t = tmpl(src);
-        let out = t.render(&[ChatMessage::new("user", "  héllo <b>  "), ChatMessage::new("user", "skip me")], false).expect("render");
+        let out = t
+            .render(&[ChatMessage::new("user", "  héllo <b>  "), ChatMessage::new("user", "skip me")], false)
+            .expect("render");
         assert_eq!(out, "<s>\n[USER] héllo <b></s>\n{\"role\": \"user\", \"content\": \"  héllo <b>  \"}");
-        let t = tmpl("{{ {'b': 1, 'a': [1, 2]} | tojson(indent=2, sort_keys=true) }}|{{ 'é' | tojson(ensure_ascii=true) }}");
-        assert_eq!(t.render(&[], false).expect("render"), "{\n  \"a\": [\n    1,\n    2\n  ],\n  \"b\": 1\n}|\"\\u00e9\"");
+        let t = tmpl(
+            "{{ {'b': 1, 'a': [1, 2]} | tojson(indent=2, sort_keys=true) }}|{{ 'é' | tojson(ensure_ascii=true) }}",
+        );
+        assert_eq!(
+            t.render(&[], false).expect("render"),
+            "{\n  \"a\": [\n    1,\n    2\n  ],\n  \"b\": 1\n}|\"\\u00e9\""
+        );
         let t = tmpl("{% generation %}{{ messages[0].content }}{% endgeneration %}|{{ strftime_now('%Y') | length }}|{{ messages[0].items() | list | length }}");
         assert_eq!(t.render(&[ChatMessage::new("assistant", "ok")], false).expect("render"), "ok|4|2");
         let mut extra = BTreeMap::new();
@@ -622,7 +644,10 @@ mod tests {
         // 2024-07-23 12:34:56 UTC, a Tuesday, day 205 of a leap year.
         let t = 1_721_738_096;
         assert_eq!(strftime_utc("%d %b %Y", t), "23 Jul 2024");
-        assert_eq!(strftime_utc("%A %B %j %H:%M:%S %I%p %y %F %%", t), "Tuesday July 205 12:34:56 12PM 24 2024-07-23 %");
+        assert_eq!(
+            strftime_utc("%A %B %j %H:%M:%S %I%p %y %F %%", t),
+            "Tuesday July 205 12:34:56 12PM 24 2024-07-23 %"
+        );
         assert_eq!(strftime_utc("%F %a", 0), "1970-01-01 Thu");
         assert_eq!(strftime_utc("%F", 951_782_400), "2000-02-29");
     }
@@ -632,8 +657,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         assert!(find_chat_template_in_dir(dir.path()).expect("empty dir").is_none());
         let cfg = dir.path().join("tokenizer_config.json");
-        std::fs::write(&cfg, r#"{"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]}"#)
-            .expect("write");
+        std::fs::write(
+            &cfg,
+            r#"{"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]}"#,
+        )
+        .expect("write");
         assert_eq!(find_chat_template_in_dir(dir.path()).expect("list"), Some(("D".to_string(), cfg.clone())));
         std::fs::write(&cfg, r#"{"chat_template": [{"name": "tool_use", "template": "T"}]}"#).expect("write");
         assert!(matches!(find_chat_template_in_dir(dir.path()), Err(ModelError::ChatTemplate { .. })));

@@ -143,11 +143,8 @@ impl ModelConfig {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
         let raw: HfConfig = serde_json::from_str(&text)
             .map_err(|e| ModelError::InvalidConfig { path: path.to_path_buf(), reason: e.to_string() })?;
-        let model_type = raw
-            .model_type
-            .clone()
-            .or_else(|| raw.architectures.first().cloned())
-            .unwrap_or_else(|| "<none>".into());
+        let model_type =
+            raw.model_type.clone().or_else(|| raw.architectures.first().cloned()).unwrap_or_else(|| "<none>".into());
         let architecture = match model_type.as_str() {
             "llama" | "LlamaForCausalLM" => Architecture::Llama,
             "mistral" | "MistralForCausalLM" => Architecture::Mistral,
@@ -156,7 +153,8 @@ impl ModelConfig {
                 return Err(ModelError::UnsupportedArchitecture { path: path.to_path_buf(), arch: other.to_string() })
             }
         };
-        let missing = |k: &str| ModelError::InvalidConfig { path: path.to_path_buf(), reason: format!("`{k}` is missing") };
+        let missing =
+            |k: &str| ModelError::InvalidConfig { path: path.to_path_buf(), reason: format!("`{k}` is missing") };
         if let Some(act) = &raw.hidden_act {
             if act != "silu" {
                 return Err(ModelError::InvalidConfig {
@@ -166,7 +164,10 @@ impl ModelConfig {
             }
         }
         if raw.mlp_bias == Some(true) {
-            return Err(ModelError::InvalidConfig { path: path.to_path_buf(), reason: "mlp_bias=true is not supported".into() });
+            return Err(ModelError::InvalidConfig {
+                path: path.to_path_buf(),
+                reason: "mlp_bias=true is not supported".into(),
+            });
         }
         let hidden_size = raw.hidden_size.ok_or_else(|| missing("hidden_size"))?;
         let num_heads = raw.num_attention_heads.ok_or_else(|| missing("num_attention_heads"))?;

@@ -9,9 +9,9 @@ use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::gguf::{GgufFile, GGUF_MAGIC};
 use crate::llama::Llama;
+use crate::load::build_llama;
 use crate::load::gguf_source::GgufSource;
 use crate::load::safetensors_source::SafetensorsSource;
-use crate::load::build_llama;
 use crate::lora::LoraAdapter;
 use crate::tokenizer::TextTokenizer;
 
@@ -90,9 +90,7 @@ fn check_vocab(tok: &TextTokenizer, cfg: &ModelConfig) -> Result<()> {
 }
 
 fn template(source: Option<&str>, tok: &TextTokenizer, origin: &Path) -> Result<Option<ChatTemplate>> {
-    source
-        .map(|s| ChatTemplate::new(s.to_string(), tok.bos_token(), tok.eos_token(), origin.to_path_buf()))
-        .transpose()
+    source.map(|s| ChatTemplate::new(s.to_string(), tok.bos_token(), tok.eos_token(), origin.to_path_buf())).transpose()
 }
 
 /// Loads a model (GGUF file or Hugging Face directory) with its tokenizer and chat template.
@@ -122,12 +120,13 @@ pub fn load(path: &Path) -> Result<LoadedModel> {
             let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
             check_vocab(&tokenizer, &config)?;
             let jinja = dir.join("chat_template.jinja");
-            let source = if jinja.is_file() {
-                Some(std::fs::read_to_string(&jinja).map_err(|e| ModelError::io(&jinja, e))?)
+            // Template errors name the file the template came from.
+            let (source, origin) = if jinja.is_file() {
+                (Some(std::fs::read_to_string(&jinja).map_err(|e| ModelError::io(&jinja, e))?), jinja)
             } else {
-                tokenizer.chat_template().map(str::to_string)
+                (tokenizer.chat_template().map(str::to_string), dir.join("tokenizer_config.json"))
             };
-            let chat_template = template(source.as_deref(), &tokenizer, &dir)?;
+            let chat_template = template(source.as_deref(), &tokenizer, &origin)?;
             let src = SafetensorsSource::open_dir(&dir)?;
             let tensor_types = src.dtype_counts();
             let model = build_llama(&config, &src)?;

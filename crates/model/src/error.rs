@@ -17,19 +17,16 @@ pub enum ModelError {
     InvalidSafetensors { path: PathBuf, reason: String },
     #[error("{path}: invalid config: {reason}")]
     InvalidConfig { path: PathBuf, reason: String },
-    #[error("{path}: unsupported architecture `{arch}` (supported: llama, mistral, qwen2 and their config model_types)")]
+    #[error(
+        "{path}: unsupported architecture `{arch}` (supported: llama, mistral, qwen2 and their config model_types)"
+    )]
     UnsupportedArchitecture { path: PathBuf, arch: String },
     #[error("{path}: tensor `{tensor}` uses unsupported quantization type {ty}")]
     UnsupportedQuantization { path: PathBuf, tensor: String, ty: String },
     #[error("{path}: tensor `{tensor}` is missing")]
     MissingTensor { path: PathBuf, tensor: String },
     #[error("{path}: tensor `{tensor}` has shape {got:?}, expected {expected:?}")]
-    ShapeMismatch {
-        path: PathBuf,
-        tensor: String,
-        expected: Vec<usize>,
-        got: Vec<usize>,
-    },
+    ShapeMismatch { path: PathBuf, tensor: String, expected: Vec<usize>, got: Vec<usize> },
     #[error("{path}: tokenizer error: {reason}")]
     Tokenizer { path: PathBuf, reason: String },
     #[error("{path}: chat template error: {reason}")]

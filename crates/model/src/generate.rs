@@ -25,7 +25,14 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { max_new_tokens: 256, temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0, stop_tokens: Vec::new() }
+        GenerateOptions {
+            max_new_tokens: 256,
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 0,
+            stop_tokens: Vec::new(),
+        }
     }
 }
 

@@ -11,9 +11,11 @@ pub mod llama;
 pub mod load;
 pub mod lora;
 pub mod ops;
+pub mod profile;
 pub mod quant;
 pub mod rope;
 pub mod save;
+pub mod sgemm;
 pub mod testutil;
 pub mod tokenizer;
 

@@ -78,7 +78,17 @@ impl Linear {
         if let Some(l) = self.lora.take() {
             // W (out, in) += scale · B (out, r) · A (r, in); A is read as its transpose's transpose.
             let mut ba = vec![0f32; self.out_features * self.in_features];
-            ops::matmul_strided(&l.b, (l.rank, 1), &l.a, (self.in_features, 1), &mut ba, self.out_features, l.rank, self.in_features, l.scale);
+            ops::matmul_strided(
+                &l.b,
+                (l.rank, 1),
+                &l.a,
+                (self.in_features, 1),
+                &mut ba,
+                self.out_features,
+                l.rank,
+                self.in_features,
+                l.scale,
+            );
             self.weight.iter_mut().zip(&ba).for_each(|(w, d)| *w += d);
             self.packed = None;
         }

@@ -9,6 +9,7 @@ use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::linear::Linear;
 use crate::ops;
+use crate::profile::{timed, Section};
 use crate::rope::Rope;
 
 #[derive(Debug, Clone)]
@@ -82,7 +83,13 @@ pub enum LogitsFor {
 }
 
 impl Llama {
-    pub fn new(config: ModelConfig, embed_tokens: Linear, layers: Vec<Layer>, norm: Vec<f32>, lm_head: Option<Linear>) -> Self {
+    pub fn new(
+        config: ModelConfig,
+        embed_tokens: Linear,
+        layers: Vec<Layer>,
+        norm: Vec<f32>,
+        lm_head: Option<Linear>,
+    ) -> Self {
         let rope = Rope::new(&config);
         Llama { config, embed_tokens, layers, norm, lm_head, rope }
     }
@@ -111,7 +118,9 @@ impl Llama {
         for (row, &tok) in x.chunks_mut(d).zip(tokens) {
             let tok = tok as usize;
             if tok >= vocab_rows {
-                return Err(ModelError::InvalidRequest(format!("token id {tok} is outside the vocabulary of {vocab_rows}")));
+                return Err(ModelError::InvalidRequest(format!(
+                    "token id {tok} is outside the vocabulary of {vocab_rows}"
+                )));
             }
             row.copy_from_slice(&self.embed_tokens.weight[tok * d..(tok + 1) * d]);
         }
@@ -129,79 +138,183 @@ impl Llama {
         ops::rms_norm(rows, &self.norm, cfg.rms_norm_eps as f32, &mut normed);
         let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
         let mut logits = vec![0f32; n * head.out_features];
-        head.forward(&normed, n, &mut logits);
+        timed(Section::LmHead, || head.forward(&normed, n, &mut logits));
         Ok(logits)
     }
 
     /// One decoder block, updating the residual stream x (t, d) in place.
     #[allow(clippy::too_many_arguments)]
-    fn block(&self, l: &Layer, x: &mut [f32], t: usize, angles: &crate::rope::RopeAngles, k_cache: &mut Vec<f32>, v_cache: &mut Vec<f32>, past: usize) {
+    fn block(
+        &self,
+        l: &Layer,
+        x: &mut [f32],
+        t: usize,
+        angles: &crate::rope::RopeAngles,
+        k_cache: &mut Vec<f32>,
+        v_cache: &mut Vec<f32>,
+        past: usize,
+    ) {
         let cfg = &self.config;
         let (d, hd) = (cfg.hidden_size, cfg.head_dim);
         let (nh, nkv) = (cfg.num_heads, cfg.num_kv_heads);
         let eps = cfg.rms_norm_eps as f32;
         let mut h = vec![0f32; t * d];
-        ops::rms_norm(x, &l.input_norm, eps, &mut h);
+        timed(Section::Norm, || ops::rms_norm(x, &l.input_norm, eps, &mut h));
         let mut q = vec![0f32; t * nh * hd]; // (t, h·hd)
         let mut k = vec![0f32; t * nkv * hd]; // (t, kv·hd)
         let mut v = vec![0f32; t * nkv * hd];
-        l.q_proj.forward(&h, t, &mut q);
-        l.k_proj.forward(&h, t, &mut k);
-        l.v_proj.forward(&h, t, &mut v);
-        angles.apply(&mut q, nh);
-        angles.apply(&mut k, nkv);
+        timed(Section::Linear, || {
+            l.q_proj.forward(&h, t, &mut q);
+            l.k_proj.forward(&h, t, &mut k);
+            l.v_proj.forward(&h, t, &mut v);
+        });
+        timed(Section::Rope, || {
+            angles.apply(&mut q, nh);
+            angles.apply(&mut k, nkv);
+        });
         k_cache.extend_from_slice(&k);
         v_cache.extend_from_slice(&v);
-        let attn = attention(&q, k_cache, v_cache, t, past, nh, nkv, hd, cfg.sliding_window);
+        let attn =
+            timed(Section::Attention, || attention(&q, k_cache, v_cache, t, past, nh, nkv, hd, cfg.sliding_window));
         let mut o = vec![0f32; t * d];
-        l.o_proj.forward(&attn, t, &mut o);
+        timed(Section::Linear, || l.o_proj.forward(&attn, t, &mut o));
         x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
 
-        ops::rms_norm(x, &l.post_attention_norm, eps, &mut h);
+        timed(Section::Norm, || ops::rms_norm(x, &l.post_attention_norm, eps, &mut h));
         let ff = cfg.intermediate_size;
         let mut gate = vec![0f32; t * ff];
         let mut up = vec![0f32; t * ff];
-        l.gate_proj.forward(&h, t, &mut gate);
-        l.up_proj.forward(&h, t, &mut up);
-        ops::silu_mul(&mut gate, &up);
-        l.down_proj.forward(&gate, t, &mut o);
+        timed(Section::Linear, || {
+            l.gate_proj.forward(&h, t, &mut gate);
+            l.up_proj.forward(&h, t, &mut up);
+        });
+        timed(Section::Mlp, || ops::silu_mul(&mut gate, &up));
+        timed(Section::Linear, || l.down_proj.forward(&gate, t, &mut o));
         x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
     }
 }
+
+/// Query rows per attention task: keys past the last row of a chunk are never computed, which
+/// skips most of the masked upper triangle, and (head, chunk) tasks balance across threads.
+const QUERY_CHUNK: usize = 64;
 
 /// Causal grouped-query attention of t new queries against all T = past + t cached positions.
 /// q (t, h·hd), keys/values (T, kv·hd) → (t, h·hd). Query i sits at position past + i and sees
 /// keys 0..=past+i (and, with a sliding window w, only the last w of them).
 #[allow(clippy::too_many_arguments)]
-fn attention(q: &[f32], keys: &[f32], values: &[f32], t: usize, past: usize, nh: usize, nkv: usize, hd: usize, window: Option<usize>) -> Vec<f32> {
-    let total = past + t;
+fn attention(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    t: usize,
+    past: usize,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+    window: Option<usize>,
+) -> Vec<f32> {
     let kvw = nkv * hd;
     let group = nh / nkv;
     let scale = 1.0 / (hd as f32).sqrt();
-    let per_head: Vec<Vec<f32>> = (0..nh)
-        .into_par_iter()
-        .map(|head| {
+    let chunks = t.div_ceil(QUERY_CHUNK);
+    let tasks: Vec<(usize, usize)> = (0..nh).flat_map(|h| (0..chunks).map(move |c| (h, c))).collect();
+    let outs: Vec<Vec<f32>> = tasks
+        .par_iter()
+        .map(|&(head, c)| {
             let kvh = head / group;
-            let mut scores = vec![0f32; t * total]; // (t, T)
-            // scores = q_h (t, hd) · K_kvh (T, hd)ᵀ · scale
-            ops::matmul_strided(&q[head * hd..], (nh * hd, 1), &keys[kvh * hd..], (1, kvw), &mut scores, t, hd, total, scale);
-            for (i, row) in scores.chunks_mut(total).enumerate() {
-                let pos = past + i;
-                let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                row[pos + 1..].fill(0.0);
-                row[..lo].fill(0.0);
-                ops::softmax_in_place(&mut row[lo..=pos]);
+            let (r0, r1) = (c * QUERY_CHUNK, ((c + 1) * QUERY_CHUNK).min(t));
+            let rows = r1 - r0;
+            let lo = window.map_or(0, |w| (past + r0 + 1).saturating_sub(w)); // first key any row sees
+            let n_keys = past + r1 - lo;
+            let mut scores = vec![0f32; rows * n_keys]; // (rows, keys lo..past+r1)
+                                                        // scores = q_h (rows, hd) · K_kvh (keys, hd)ᵀ · scale
+            let q_h = &q[r0 * nh * hd + head * hd..];
+            ops::matmul_strided(
+                q_h,
+                (nh * hd, 1),
+                &keys[lo * kvw + kvh * hd..],
+                (1, kvw),
+                &mut scores,
+                rows,
+                hd,
+                n_keys,
+                scale,
+            );
+            for (i, row) in scores.chunks_mut(n_keys).enumerate() {
+                let pos = past + r0 + i;
+                let first = window.map_or(0, |w| (pos + 1).saturating_sub(w)) - lo;
+                let last = pos - lo; // inclusive
+                row[last + 1..].fill(0.0);
+                row[..first].fill(0.0);
+                ops::softmax_in_place(&mut row[first..=last]);
             }
-            let mut out = vec![0f32; t * hd]; // (t, hd) = P (t, T) · V_kvh (T, hd)
-            ops::matmul_strided(&scores, (total, 1), &values[kvh * hd..], (kvw, 1), &mut out, t, total, hd, 1.0);
+            let mut out = vec![0f32; rows * hd]; // (rows, hd) = P (rows, keys) · V_kvh (keys, hd)
+            let v_h = &values[lo * kvw + kvh * hd..];
+            ops::matmul_strided(&scores, (n_keys, 1), v_h, (kvw, 1), &mut out, rows, n_keys, hd, 1.0);
             out
         })
         .collect();
     let mut attn = vec![0f32; t * nh * hd];
-    for (head, out) in per_head.iter().enumerate() {
+    for (&(head, c), out) in tasks.iter().zip(&outs) {
         for (i, row) in out.chunks(hd).enumerate() {
-            attn[i * nh * hd + head * hd..][..hd].copy_from_slice(row);
+            attn[(c * QUERY_CHUNK + i) * nh * hd + head * hd..][..hd].copy_from_slice(row);
         }
     }
     attn
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct O(t·T) attention, one query and one head at a time.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        t: usize,
+        past: usize,
+        nh: usize,
+        nkv: usize,
+        hd: usize,
+        window: Option<usize>,
+    ) -> Vec<f32> {
+        let mut out = vec![0f32; t * nh * hd];
+        for i in 0..t {
+            let pos = past + i;
+            let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            for h in 0..nh {
+                let kvh = h / (nh / nkv);
+                let qv = &q[i * nh * hd + h * hd..][..hd];
+                let mut s: Vec<f32> = (lo..=pos)
+                    .map(|j| {
+                        qv.iter().zip(&k[j * nkv * hd + kvh * hd..][..hd]).map(|(a, b)| a * b).sum::<f32>()
+                            / (hd as f32).sqrt()
+                    })
+                    .collect();
+                ops::softmax_in_place(&mut s);
+                for (p, j) in s.iter().zip(lo..=pos) {
+                    for c in 0..hd {
+                        out[i * nh * hd + h * hd + c] += p * v[j * nkv * hd + kvh * hd + c];
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn chunked_attention_equals_naive() {
+        let (nh, nkv, hd, past, t) = (4, 2, 8, 5, 130);
+        let total = past + t;
+        let f = |n: usize, s: f32| (0..n).map(|i| ((i as f32) * s).sin()).collect::<Vec<f32>>();
+        let (q, k, v) = (f(t * nh * hd, 0.37), f(total * nkv * hd, 0.11), f(total * nkv * hd, 0.23));
+        for window in [None, Some(50)] {
+            let got = attention(&q, &k, &v, t, past, nh, nkv, hd, window);
+            let want = naive(&q, &k, &v, t, past, nh, nkv, hd, window);
+            let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(diff < 1e-5, "window {window:?}: max diff {diff}");
+        }
+    }
 }

@@ -105,7 +105,8 @@ impl LoraAdapter {
             return Err(invalid(&st_path, "file not found (adapter_model.bin is not supported)"));
         }
         let src = SafetensorsSource::open_files(dir, std::slice::from_ref(&st_path))?;
-        let mut pairs: BTreeMap<(usize, String), (Option<(Vec<usize>, Vec<f32>)>, Option<(Vec<usize>, Vec<f32>)>)> = BTreeMap::new();
+        let mut pairs: BTreeMap<(usize, String), (Option<(Vec<usize>, Vec<f32>)>, Option<(Vec<usize>, Vec<f32>)>)> =
+            BTreeMap::new();
         let mut names: Vec<String> = src.tensor_names().map(str::to_string).collect();
         names.sort();
         for name in names {
@@ -123,7 +124,10 @@ impl LoraAdapter {
         let mut weights = BTreeMap::new();
         for ((layer, module), (a, b)) in pairs {
             let (Some((sa, a)), Some((sb, b))) = (a, b) else {
-                return Err(invalid(&st_path, format!("layer {layer} {module}: lora_A and lora_B must both be present")));
+                return Err(invalid(
+                    &st_path,
+                    format!("layer {layer} {module}: lora_A and lora_B must both be present"),
+                ));
             };
             if sa.len() != 2 || sb.len() != 2 || sa[0] != config.r || sb[1] != config.r {
                 return Err(invalid(

@@ -50,7 +50,11 @@ pub fn named_tensors(m: &crate::llama::Llama) -> Vec<(String, Vec<usize>, std::b
     let d = m.config.hidden_size;
     for (i, l) in m.layers.iter().enumerate() {
         out.push((format!("model.layers.{i}.input_layernorm.weight"), vec![d], Cow::Borrowed(l.input_norm.as_slice())));
-        out.push((format!("model.layers.{i}.post_attention_layernorm.weight"), vec![d], Cow::Borrowed(l.post_attention_norm.as_slice())));
+        out.push((
+            format!("model.layers.{i}.post_attention_layernorm.weight"),
+            vec![d],
+            Cow::Borrowed(l.post_attention_norm.as_slice()),
+        ));
     }
     out.push(("model.norm.weight".into(), vec![d], Cow::Borrowed(m.norm.as_slice())));
     out

@@ -39,10 +39,7 @@ pub fn require_default_model() -> Option<PathBuf> {
         return Some(path);
     }
     if std::env::var(ALLOW_MISSING_ENV).is_ok_and(|v| v == "1") {
-        eprintln!(
-            "note: skipping test: default model not found at {} ({ALLOW_MISSING_ENV}=1)",
-            path.display()
-        );
+        eprintln!("note: skipping test: default model not found at {} ({ALLOW_MISSING_ENV}=1)", path.display());
         return None;
     }
     panic!(

@@ -26,7 +26,8 @@ const TOKEN_TYPE_USER_DEFINED: u64 = 4;
 /// Llama 3 split regex (llama.cpp `LLAMA_VOCAB_PRE_TYPE_LLAMA3`, as in Meta's tokenizer.json).
 const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// Qwen 2 split regex (llama.cpp `LLAMA_VOCAB_PRE_TYPE_QWEN2`): like Llama 3 but single digits.
-const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_REGEX: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 fn tok_err(path: &Path, reason: impl Into<String>) -> ModelError {
     ModelError::Tokenizer { path: path.to_path_buf(), reason: reason.into() }
@@ -101,17 +102,16 @@ fn pre_tokenizer_for(pre: Option<&str>, path: &Path) -> Result<(PreTokenizerWrap
 
 /// Reads an optional token id, checking it lies in the vocabulary.
 fn gguf_token_id(gguf: &GgufFile, key: &str, n_tokens: usize) -> Result<Option<u32>> {
-    let Some(v) = gguf.get(key) else { return Ok(None) };
+    let Some(v) = gguf.get(key) else {
+        return Ok(None);
+    };
     // llama.cpp writes -1 (as i32) or u32::MAX for "no such token" in some converters.
     if v.as_i64() == Some(-1) || v.as_u64() == Some(u32::MAX as u64) {
         return Ok(None);
     }
     let id = v.as_u64().ok_or_else(|| tok_err(&gguf.path, format!("`{key}` is not an integer: {v:?}")))?;
     if id >= n_tokens as u64 {
-        return Err(tok_err(
-            &gguf.path,
-            format!("`{key}` = {id} is outside the vocabulary of {n_tokens} tokens"),
-        ));
+        return Err(tok_err(&gguf.path, format!("`{key}` = {id} is outside the vocabulary of {n_tokens} tokens")));
     }
     Ok(Some(id as u32))
 }
@@ -141,7 +141,10 @@ impl TextTokenizer {
         let config = match config_path {
             Some(ref p) if p.is_file() => {
                 let text = std::fs::read_to_string(p).map_err(|e| ModelError::io(p, e))?;
-                Some(serde_json::from_str::<serde_json::Value>(&text).map_err(|e| tok_err(p, format!("invalid JSON: {e}")))?)
+                Some(
+                    serde_json::from_str::<serde_json::Value>(&text)
+                        .map_err(|e| tok_err(p, format!("invalid JSON: {e}")))?,
+                )
             }
             _ => None,
         };
@@ -205,7 +208,9 @@ impl TextTokenizer {
             };
             return Err(tok_err(
                 path,
-                format!("unsupported tokenizer model `{model}`{hint}: only `gpt2` (byte-level BPE) can be built from GGUF"),
+                format!(
+                    "unsupported tokenizer model `{model}`{hint}: only `gpt2` (byte-level BPE) can be built from GGUF"
+                ),
             ));
         }
         let tokens = match gguf.get("tokenizer.ggml.tokens") {
@@ -224,9 +229,7 @@ impl TextTokenizer {
         let token_types: Option<Vec<u64>> = match gguf.get("tokenizer.ggml.token_type") {
             None => None,
             Some(v) => {
-                let arr = v
-                    .as_array()
-                    .ok_or_else(|| tok_err(path, "`tokenizer.ggml.token_type` is not an array"))?;
+                let arr = v.as_array().ok_or_else(|| tok_err(path, "`tokenizer.ggml.token_type` is not an array"))?;
                 let types: Option<Vec<u64>> = arr.iter().map(Value::as_u64).collect();
                 let types = types.ok_or_else(|| tok_err(path, "`tokenizer.ggml.token_type` holds non-integers"))?;
                 if types.len() != n {
@@ -239,7 +242,9 @@ impl TextTokenizer {
             }
         };
         let merges_raw = match gguf.get("tokenizer.ggml.merges") {
-            None => return Err(tok_err(path, "missing metadata `tokenizer.ggml.merges` (required for a gpt2 tokenizer)")),
+            None => {
+                return Err(tok_err(path, "missing metadata `tokenizer.ggml.merges` (required for a gpt2 tokenizer)"))
+            }
             Some(_) => gguf
                 .get_str_array("tokenizer.ggml.merges")
                 .ok_or_else(|| tok_err(path, "`tokenizer.ggml.merges` is not an array of strings"))?,

@@ -65,7 +65,8 @@ fn greedy_continuation_matches_transformers() {
     let Some(m) = load_default() else { return };
     let g = golden("golden/smollm2_135m_q4_1.json");
     let case = &g["inputs"][1];
-    let messages: Vec<tuneguard_model::chat::ChatMessage> = serde_json::from_value(case["chat_messages"].clone()).expect("messages");
+    let messages: Vec<tuneguard_model::chat::ChatMessage> =
+        serde_json::from_value(case["chat_messages"].clone()).expect("messages");
     let template = m.chat_template.as_ref().expect("the GGUF has a chat template");
     let text = template.render(&messages, true).expect("render");
     assert_eq!(text, case["text"].as_str().expect("text"));
@@ -80,7 +81,8 @@ fn greedy_continuation_matches_transformers() {
 #[test]
 fn kv_cache_decode_equals_full_forward() {
     let Some(m) = load_default() else { return };
-    let ids = m.tokenizer.encode("Rust is a systems programming language that runs blazingly fast.", false).expect("encode");
+    let ids =
+        m.tokenizer.encode("Rust is a systems programming language that runs blazingly fast.", false).expect("encode");
     let full = all_logits(&m, &ids);
     let v = m.model.config.vocab_size;
     let mut cache = KvCache::new(&m.model.config);
@@ -100,10 +102,12 @@ fn dequantized_weights_match_checksums() {
     let tensors = tuneguard_model::save::named_tensors(&m.model);
     for (name, want) in g["weight_checksums"].as_object().expect("checksums") {
         let (_, shape, data) = tensors.iter().find(|(n, _, _)| n == name).unwrap_or_else(|| panic!("{name} missing"));
-        let want_shape: Vec<usize> = want["shape"].as_array().expect("shape").iter().map(|x| x.as_u64().expect("dim") as usize).collect();
+        let want_shape: Vec<usize> =
+            want["shape"].as_array().expect("shape").iter().map(|x| x.as_u64().expect("dim") as usize).collect();
         assert_eq!(shape, &want_shape, "{name} shape");
         let first4: Vec<f64> = data[..4].iter().map(|&x| x as f64).collect();
-        let want4: Vec<f64> = want["first4"].as_array().expect("first4").iter().map(|x| x.as_f64().expect("f")).collect();
+        let want4: Vec<f64> =
+            want["first4"].as_array().expect("first4").iter().map(|x| x.as_f64().expect("f")).collect();
         assert_eq!(first4, want4, "{name} first values");
         let sum: f64 = data.iter().map(|&x| x as f64).sum();
         let sum_abs: f64 = data.iter().map(|&x| (x as f64).abs()).sum();
@@ -115,7 +119,9 @@ fn dequantized_weights_match_checksums() {
 
 #[test]
 fn peft_adapter_init_logits_match_peft() {
-    let Some(path) = require_default_model() else { return };
+    let Some(path) = require_default_model() else {
+        return;
+    };
     let dir = shared_dir().join("golden/peft_lora_r4/adapter_init");
     let m = tuneguard_model::load_with_adapter(&path, Some(&dir)).expect("load with adapter");
     let g = golden("golden/peft_lora_r4/peft_lora_golden.json");

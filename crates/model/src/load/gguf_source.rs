@@ -60,8 +60,12 @@ pub struct GgufSource<'a> {
 
 impl TensorSource for GgufSource<'_> {
     fn load(&self, hf_name: &str) -> Result<Option<HostTensor>> {
-        let Some(name) = gguf_name(hf_name) else { return Ok(None) };
-        let Some(info) = self.file.tensor(&name) else { return Ok(None) };
+        let Some(name) = gguf_name(hf_name) else {
+            return Ok(None);
+        };
+        let Some(info) = self.file.tensor(&name) else {
+            return Ok(None);
+        };
         let bytes = self.file.tensor_bytes(info);
         let mut data = vec![0f32; info.n_elements()];
         quant::dequantize(info.ty, bytes, &mut data).map_err(|e| match e {
@@ -70,7 +74,9 @@ impl TensorSource for GgufSource<'_> {
                 tensor: name.clone(),
                 ty: ty.to_string(),
             },
-            other => ModelError::InvalidGguf { path: self.file.path.clone(), reason: format!("tensor `{name}`: {other}") },
+            other => {
+                ModelError::InvalidGguf { path: self.file.path.clone(), reason: format!("tensor `{name}`: {other}") }
+            }
         })?;
         let shape = info.shape();
         let permuted = name.ends_with("attn_q.weight")

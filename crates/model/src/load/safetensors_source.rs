@@ -29,6 +29,34 @@ fn invalid(path: &Path, reason: impl Into<String>) -> ModelError {
     ModelError::InvalidSafetensors { path: path.to_path_buf(), reason: reason.into() }
 }
 
+/// Why a safetensors file is shorter than its own header says, if it is: the safetensors crate
+/// reports that only as "header too small" or "incomplete metadata".
+fn truncation(buf: &[u8]) -> Option<String> {
+    let len = buf.len();
+    let Some(n) = buf.get(..8) else {
+        return Some(format!("truncated: the file has {len} bytes, less than the 8-byte header length"));
+    };
+    let n = u64::from_le_bytes(n.try_into().ok()?);
+    // Larger headers than the format allows (100 MB) mean garbage, not truncation.
+    if n > 100_000_000 {
+        return None;
+    }
+    let header_end = 8 + n;
+    if header_end > len as u64 {
+        return Some(format!("truncated: the header needs bytes 8..{header_end} but the file has {len} bytes"));
+    }
+    let header: serde_json::Value = serde_json::from_slice(&buf[8..header_end as usize]).ok()?;
+    let data_end = header
+        .as_object()?
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .filter_map(|(_, v)| v.get("data_offsets")?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0);
+    let need = header_end.checked_add(data_end)?;
+    (need > len as u64).then(|| format!("truncated: the tensor data needs {need} bytes but the file has {len} bytes"))
+}
+
 impl SafetensorsSource {
     /// Opens the weights of a Hugging Face model directory and checks every shard's header.
     pub fn open_dir(dir: &Path) -> Result<Self> {
@@ -62,7 +90,8 @@ impl SafetensorsSource {
             let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
             // SAFETY: read-only map of a file we do not modify.
             let mmap = unsafe { Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
-            let st = SafeTensors::deserialize(&mmap).map_err(|e| invalid(path, e.to_string()))?;
+            let st = SafeTensors::deserialize(&mmap)
+                .map_err(|e| invalid(path, truncation(&mmap).unwrap_or_else(|| e.to_string())))?;
             for (name, view) in st.tensors() {
                 let e = dtypes.entry(format!("{:?}", view.dtype())).or_insert((0, 0));
                 e.0 += 1;
@@ -103,7 +132,9 @@ pub fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
 
 impl TensorSource for SafetensorsSource {
     fn load(&self, name: &str) -> Result<Option<HostTensor>> {
-        let Some(&i) = self.index.get(name) else { return Ok(None) };
+        let Some(&i) = self.index.get(name) else {
+            return Ok(None);
+        };
         let shard = &self.shards[i];
         let st = SafeTensors::deserialize(&shard.mmap).map_err(|e| invalid(&shard.path, e.to_string()))?;
         let view = st.tensor(name).map_err(|e| invalid(&shard.path, e.to_string()))?;
