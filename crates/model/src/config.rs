@@ -194,7 +194,7 @@ impl ModelConfig {
             num_layers: raw.num_hidden_layers.ok_or_else(|| missing("num_hidden_layers"))?,
             num_heads,
             num_kv_heads: raw.num_key_value_heads.unwrap_or(num_heads),
-            head_dim: raw.head_dim.unwrap_or(if num_heads > 0 { hidden_size / num_heads } else { 0 }),
+            head_dim: raw.head_dim.unwrap_or(hidden_size.checked_div(num_heads).unwrap_or(0)),
             max_position_embeddings: raw.max_position_embeddings.unwrap_or(4096),
             rms_norm_eps: raw.rms_norm_eps.unwrap_or(1e-6),
             rope_theta,
@@ -233,7 +233,7 @@ impl ModelConfig {
             .get_u64("llama.attention.key_length")
             .or_else(|| g.get_u64("llama.rope.dimension_count"))
             .map(|v| v as usize)
-            .unwrap_or(if num_heads > 0 { hidden_size / num_heads } else { 0 });
+            .unwrap_or(hidden_size.checked_div(num_heads).unwrap_or(0));
         let rope_scaling = match g.get_str("llama.rope.scaling.type") {
             None | Some("none") => None,
             Some(other) => {
@@ -283,16 +283,18 @@ impl ModelConfig {
                 return bad(format!("{name} must be > 0"));
             }
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return bad(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_heads, self.num_kv_heads
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return bad(format!("head_dim {} must be even for RoPE", self.head_dim));
         }
-        if !(self.rms_norm_eps > 0.0) || !(self.rope_theta > 0.0) {
+        // Written so that NaN fails too.
+        if self.rms_norm_eps.is_nan() || self.rms_norm_eps <= 0.0 || self.rope_theta.is_nan() || self.rope_theta <= 0.0
+        {
             return bad("rms_norm_eps and rope_theta must be > 0".into());
         }
         Ok(())

@@ -60,10 +60,10 @@ impl GenerateOptions {
         if self.max_new_tokens == 0 {
             return bad("max_new_tokens must be at least 1".into());
         }
-        if !(self.temperature >= 0.0) || !self.temperature.is_finite() {
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
             return bad(format!("temperature must be a finite number >= 0, got {}", self.temperature));
         }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+        if self.top_p.is_nan() || self.top_p <= 0.0 || self.top_p > 1.0 {
             return bad(format!("top_p must be in (0, 1], got {}", self.top_p));
         }
         Ok(())

@@ -50,6 +50,9 @@ pub struct LoraAdapter {
     pub weights: BTreeMap<(usize, String), LoraWeights>,
 }
 
+/// A tensor's shape and f32 values.
+type ShapedData = (Vec<usize>, Vec<f32>);
+
 fn invalid(path: &Path, reason: impl Into<String>) -> ModelError {
     ModelError::InvalidAdapter { path: path.to_path_buf(), reason: reason.into() }
 }
@@ -105,8 +108,7 @@ impl LoraAdapter {
             return Err(invalid(&st_path, "file not found (adapter_model.bin is not supported)"));
         }
         let src = SafetensorsSource::open_files(dir, std::slice::from_ref(&st_path))?;
-        let mut pairs: BTreeMap<(usize, String), (Option<(Vec<usize>, Vec<f32>)>, Option<(Vec<usize>, Vec<f32>)>)> =
-            BTreeMap::new();
+        let mut pairs: BTreeMap<(usize, String), (Option<ShapedData>, Option<ShapedData>)> = BTreeMap::new();
         let mut names: Vec<String> = src.tensor_names().map(str::to_string).collect();
         names.sort();
         for name in names {

@@ -17,6 +17,7 @@ const SGEMM_MIN_ROWS: usize = 16;
 
 /// `y (m, n) (+)= x (m, k) · w (n, k)ᵀ`, i.e. a linear layer with PyTorch's `(out, in)` weight.
 /// `accumulate` adds into `y` instead of overwriting it.
+#[allow(clippy::too_many_arguments)]
 pub fn matmul_wt(
     x: &[f32],
     w: &[f32],

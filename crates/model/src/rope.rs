@@ -24,7 +24,7 @@ fn llama3_scale(inv_freq: &mut [f32], s: &Llama3RopeScaling) {
         let freq = *f as f64;
         let wavelen = 2.0 * std::f64::consts::PI / freq;
         let scaled = if wavelen > low_wavelen { freq / s.factor } else { freq };
-        let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+        let medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
         *f = if medium {
             let smooth = (old / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
             ((1.0 - smooth) * scaled / s.factor + smooth * scaled) as f32

@@ -3,6 +3,8 @@
 //! The directory is written under a temporary name and renamed into place.
 use std::path::{Path, PathBuf};
 
+use std::borrow::Cow;
+
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
@@ -16,11 +18,13 @@ fn bytes_of(v: &[f32]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
 }
 
+/// (Hugging Face name, shape, f32 values).
+pub type NamedTensor<'a> = (String, Vec<usize>, Cow<'a, [f32]>);
+
 /// Every weight under its Hugging Face name with its shape (LoRA merged in if attached).
-pub fn named_tensors(m: &crate::llama::Llama) -> Vec<(String, Vec<usize>, std::borrow::Cow<'_, [f32]>)> {
-    use std::borrow::Cow;
+pub fn named_tensors(m: &crate::llama::Llama) -> Vec<NamedTensor<'_>> {
     let mut out = Vec::new();
-    fn lin<'a>(out: &mut Vec<(String, Vec<usize>, Cow<'a, [f32]>)>, name: String, l: &'a Linear) {
+    fn lin<'a>(out: &mut Vec<NamedTensor<'a>>, name: String, l: &'a Linear) {
         let weight: Cow<'_, [f32]> = if l.lora.is_some() {
             let mut merged = l.clone();
             merged.merge_lora();
