@@ -11,7 +11,6 @@ use crate::linear::Linear;
 use crate::ops;
 use crate::profile::{timed, Section};
 use crate::rope::Rope;
-use crate::sgemm::Mat;
 
 #[derive(Debug, Clone)]
 pub struct Layer {
@@ -228,23 +227,30 @@ fn attention(
             let lo = window.map_or(0, |w| (past + r0 + 1).saturating_sub(w)); // first key any row sees
             let n_keys = past + r1 - lo;
             let mut scores = vec![0f32; rows * n_keys]; // (rows, keys lo..past+r1)
-                                                        // scores = q_h (rows, hd) · K_kvh (keys, hd)ᵀ
-            let q_h = Mat { data: &q[r0 * nh * hd + head * hd..], rs: nh * hd, cs: 1 };
-            let k_h = Mat { data: &keys[lo * kvw + kvh * hd..], rs: kvw, cs: 1 };
-            ops::matmul_wt_views(q_h, k_h, &mut scores, rows, hd, n_keys);
+                                                        // scores = q_h (rows, hd) · K_kvh (keys, hd)ᵀ · scale
+            let q_h = &q[r0 * nh * hd + head * hd..];
+            ops::matmul_strided(
+                q_h,
+                (nh * hd, 1),
+                &keys[lo * kvw + kvh * hd..],
+                (1, kvw),
+                &mut scores,
+                rows,
+                hd,
+                n_keys,
+                scale,
+            );
             for (i, row) in scores.chunks_mut(n_keys).enumerate() {
                 let pos = past + r0 + i;
                 let first = window.map_or(0, |w| (pos + 1).saturating_sub(w)) - lo;
                 let last = pos - lo; // inclusive
                 row[last + 1..].fill(0.0);
                 row[..first].fill(0.0);
-                row[first..=last].iter_mut().for_each(|s| *s *= scale);
                 ops::softmax_in_place(&mut row[first..=last]);
             }
             let mut out = vec![0f32; rows * hd]; // (rows, hd) = P (rows, keys) · V_kvh (keys, hd)
-            let p = Mat { data: &scores, rs: n_keys, cs: 1 };
-            let v_t = Mat { data: &values[lo * kvw + kvh * hd..], rs: 1, cs: kvw }; // V_kvhᵀ (hd, keys)
-            ops::matmul_wt_views(p, v_t, &mut out, rows, n_keys, hd);
+            let v_h = &values[lo * kvw + kvh * hd..];
+            ops::matmul_strided(&scores, (n_keys, 1), v_h, (kvw, 1), &mut out, rows, n_keys, hd, 1.0);
             out
         })
         .collect();

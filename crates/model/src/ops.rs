@@ -105,16 +105,6 @@ pub fn matmul_strided(
     }
 }
 
-/// `y (m, n) = x (m, k) · w (n, k)ᵀ` on the calling thread, for strided views: the AVX-512
-/// kernel for m ≥ 16 rows where available, else `gemm` without threads.
-pub fn matmul_wt_views(x: crate::sgemm::Mat, w: crate::sgemm::Mat, y: &mut [f32], m: usize, k: usize, n: usize) {
-    if m >= SGEMM_MIN_ROWS && crate::sgemm::available() {
-        return crate::sgemm::matmul_wt_serial(x, w, y, m, k, n);
-    }
-    // gemm's rhs is wᵀ (k, n): element (kk, j) = w[j, kk].
-    matmul_strided(x.data, (x.rs, x.cs), w.data, (w.cs, w.rs), y, m, k, n, 1.0);
-}
-
 /// RMSNorm over the last axis: `y = x / sqrt(mean(x²) + eps) * weight`, x (t, d).
 /// Zhang & Sennrich 2019; as `LlamaRMSNorm` (mean of squares in f32).
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, y: &mut [f32]) {

@@ -49,14 +49,6 @@ fn pack_w_panel(w: Mat, n: usize, n0: usize, k0: usize, kc: usize, out: &mut [f3
     if cols < NR {
         out.fill(0.0);
     }
-    if w.rs == 1 {
-        // w is a transposed view (e.g. attention values): its panel rows are contiguous.
-        for kk in 0..kc {
-            let src = &w.data[n0 + (k0 + kk) * w.cs..][..cols];
-            out[kk * NR..kk * NR + cols].copy_from_slice(src);
-        }
-        return;
-    }
     for j in 0..cols {
         let base = (n0 + j) * w.rs + k0 * w.cs;
         for kk in 0..kc {
@@ -99,18 +91,6 @@ pub fn matmul_wt(x: &[f32], w: &[f32], y: &mut [f32], m: usize, k: usize, n: usi
         // SAFETY: threads write disjoint column panels of y, which holds m·n floats.
         unsafe { run_panels(x, w, y_addr as *mut f32, m, k, n, p0, p1) }
     });
-}
-
-/// `y = x · wᵀ` on the calling thread, for strided views (attention heads, transposes).
-/// y (m, n) is contiguous row-major.
-///
-/// # Panics
-/// When a view or y is too small for the shapes, or AVX-512 is unavailable.
-pub fn matmul_wt_serial(x: Mat, w: Mat, y: &mut [f32], m: usize, k: usize, n: usize) {
-    let fits = |v: &Mat, r: usize, c: usize| r == 0 || c == 0 || (r - 1) * v.rs + (c - 1) * v.cs < v.data.len();
-    assert!(fits(&x, m, k) && fits(&w, n, k) && y.len() >= m * n, "sgemm shapes");
-    // SAFETY: y holds m·n floats; all panels are written by this thread.
-    unsafe { run_panels(x, w, y.as_mut_ptr(), m, k, n, 0, n.div_ceil(NR)) }
 }
 
 /// Computes the column panels `p0..p1` of y (m, n): KC-deep blocks of packed wᵀ panels times
@@ -230,25 +210,6 @@ thread_local! {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn strided_views_match_naive() {
-        if !available() {
-            return;
-        }
-        // x is every other row of a (2m, k) matrix; w is the transpose of a (k, n) matrix.
-        let (m, k, n) = (20, 37, 45);
-        let xs: Vec<f32> = (0..2 * m * k).map(|i| ((i * 3 % 17) as f32 - 8.0) * 0.05).collect();
-        let wt: Vec<f32> = (0..k * n).map(|i| ((i * 7 % 19) as f32 - 9.0) * 0.05).collect();
-        let mut y = vec![0f32; m * n];
-        matmul_wt_serial(Mat { data: &xs, rs: 2 * k, cs: 1 }, Mat { data: &wt, rs: 1, cs: n }, &mut y, m, k, n);
-        for i in 0..m {
-            for j in 0..n {
-                let want: f32 = (0..k).map(|c| xs[i * 2 * k + c] * wt[c * n + j]).sum();
-                assert!((y[i * n + j] - want).abs() < 1e-4, "{i},{j}");
-            }
-        }
-    }
 
     #[test]
     fn matches_naive_on_ragged_shapes() {
