@@ -1,5 +1,6 @@
 //! `tuneguard convert`: write a model (GGUF or HF directory, optionally with a LoRA adapter merged
 //! in) as a float32 Hugging Face safetensors directory that transformers can load.
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -24,6 +25,8 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     let path = model_path::resolve(args.model.as_deref())?;
     let m = tuneguard_model::load_with_adapter(&path, args.adapter.as_deref())?;
     tuneguard_model::save::save_hf_dir(&m, &args.out)?;
-    println!("wrote {} (float32 safetensors, config.json, tokenizer.json, tokenizer_config.json)", args.out.display());
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "wrote {} (float32 safetensors, config.json, tokenizer.json, tokenizer_config.json)", args.out.display())?;
+    out.flush()?;
     Ok(())
 }

@@ -59,6 +59,9 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         stop_tokens: Vec::new(),
     };
     opts.validate()?;
+    if args.temperature == 0.0 && (args.top_k != 0 || args.top_p != 1.0 || args.seed != 0) {
+        tracing::warn!("--top-k, --top-p and --seed only matter when sampling (--temperature > 0); decoding greedily");
+    }
     let path = model_path::resolve(args.model.as_deref())?;
     let t0 = Instant::now();
     let m = tuneguard_model::load_with_adapter(&path, args.adapter.as_deref())?;

@@ -1,4 +1,5 @@
 //! `tuneguard inspect`: describe a model without running it.
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -20,11 +21,10 @@ pub struct InspectArgs {
 pub fn run(args: InspectArgs) -> Result<()> {
     let path = model_path::resolve(args.model.as_deref())?;
     let info = inspect(&path)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
-    } else {
-        print!("{}", render(&info));
-    }
+    let text = if args.json { serde_json::to_string_pretty(&info)? + "\n" } else { render(&info) };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
     Ok(())
 }
 

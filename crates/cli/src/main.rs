@@ -16,9 +16,9 @@ use clap::{Parser, Subcommand};
     about = "Fine-tune Llama-family LLMs and guard the run against the classic fine-tuning mistakes"
 )]
 struct Cli {
-    /// Worker threads for the matmuls (default: all cores).
-    #[arg(long, global = true)]
-    threads: Option<usize>,
+    /// Worker threads for the matmuls, 1-256 (default: all cores).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
     /// Log more (repeat for debug output); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -48,9 +48,10 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     if let Some(n) = cli.threads {
-        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global() {
+        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n.into()).build_global() {
             eprintln!("error: cannot set {n} threads: {e}");
             return ExitCode::from(1);
         }
@@ -62,6 +63,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that went away (`| head`) is not an error.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("error: {msg}");
@@ -70,4 +73,8 @@ fn main() -> ExitCode {
             ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { 1 })
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }

@@ -11,8 +11,8 @@ pub struct MissingDefaultModel {
     looked: String,
 }
 
-/// `$TUNEGUARD_MODEL`, else `./models/<default>`, else `<repo>/models/<default>` for a binary
-/// built inside the repository (`<repo>/target/<profile>/tuneguard`).
+/// `$TUNEGUARD_MODEL`, else `./models/<default>`, else `<repo>/models/<default>` of the
+/// repository the binary was built from.
 pub fn resolve(explicit: Option<&Path>) -> Result<PathBuf, MissingDefaultModel> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
@@ -22,10 +22,9 @@ pub fn resolve(explicit: Option<&Path>) -> Result<PathBuf, MissingDefaultModel> 
         candidates.push(PathBuf::from(p));
     }
     candidates.push(PathBuf::from("models").join(DEFAULT_MODEL_FILE));
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(repo) = exe.parent().and_then(Path::parent).and_then(Path::parent) {
-            candidates.push(repo.join("models").join(DEFAULT_MODEL_FILE));
-        }
+    // The repository this binary was built from (also right for `cargo install --path`).
+    if let Some(repo) = Path::new(env!("CARGO_MANIFEST_DIR")).parent().and_then(Path::parent) {
+        candidates.push(repo.join("models").join(DEFAULT_MODEL_FILE));
     }
     if let Some(found) = candidates.iter().find(|p| p.is_file()) {
         return Ok(found.clone());

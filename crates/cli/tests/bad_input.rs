@@ -453,3 +453,53 @@ fn good_input_generates_text() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.trim().is_empty(), "no text generated; stderr: {stderr}");
 }
+
+#[test]
+fn named_safetensors_file_is_the_one_loaded() {
+    // A garbage `other.safetensors` beside a good model.safetensors must be read, not replaced.
+    let Some(dir) = hf_variant(|_| {}, &[("other.safetensors", "garbage")]) else { return };
+    let other = dir.path().join("other.safetensors");
+    let line = run_bad(&["inspect", "--model", s(&other)]);
+    assert_mentions(&line, &[s(&other), "invalid safetensors"]);
+}
+
+#[test]
+fn safetensors_file_without_config_names_config_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("model.safetensors");
+    std::fs::write(&file, "x").unwrap();
+    let line = run_bad(&["generate", "--model", s(&file), "--prompt", "hi"]);
+    assert_mentions(&line, &[s(&tmp.path().join("config.json")), "not found"]);
+}
+
+#[test]
+fn threads_out_of_range_is_a_usage_error() {
+    for n in ["0", "100000"] {
+        let out = tuneguard(&["--threads", n, "inspect"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--threads {n}: {stderr}");
+        assert!(stderr.starts_with("error: ") && stderr.contains("--threads"), "--threads {n}: {stderr}");
+    }
+}
+
+#[test]
+fn closed_stdout_is_not_a_crash() {
+    let Some(model) = default_model() else { return };
+    for args in [
+        vec!["inspect"],
+        vec!["inspect", "--json"],
+        vec!["generate", "--prompt", "Once upon a time", "--max-new-tokens", "40"],
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tuneguard"));
+        cmd.args(&args)
+            .args(["--model", s(&model)])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        drop(child.stdout.take()); // the reader goes away before anything is written
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}

@@ -28,6 +28,9 @@ pub struct ModelLocation {
     pub format: ModelFormat,
     /// The GGUF file, or the Hugging Face directory.
     pub path: PathBuf,
+    /// For a `.safetensors` file named directly: that file (its directory gives config and
+    /// tokenizer). `None` means the directory's `model.safetensors` or sharded index.
+    pub weights_file: Option<PathBuf>,
 }
 
 /// Decides the format of `path`: a GGUF file, a Hugging Face directory, or a `.safetensors` file
@@ -41,18 +44,28 @@ pub fn locate(path: &Path) -> Result<ModelLocation> {
         if !path.join("config.json").is_file() {
             return Err(ModelError::InvalidConfig { path: path.join("config.json"), reason: "file not found".into() });
         }
-        return Ok(ModelLocation { format: ModelFormat::Safetensors, path: path.to_path_buf() });
+        return Ok(ModelLocation { format: ModelFormat::Safetensors, path: path.to_path_buf(), weights_file: None });
     }
     let mut magic = [0u8; 4];
     let mut f = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
     let n = f.read(&mut magic).map_err(|e| ModelError::io(path, e))?;
     if n == 4 && &magic == GGUF_MAGIC {
-        return Ok(ModelLocation { format: ModelFormat::Gguf, path: path.to_path_buf() });
+        return Ok(ModelLocation { format: ModelFormat::Gguf, path: path.to_path_buf(), weights_file: None });
     }
     if path.extension().is_some_and(|e| e == "safetensors") {
-        if let Some(dir) = path.parent().filter(|d| d.join("config.json").is_file()) {
-            return Ok(ModelLocation { format: ModelFormat::Safetensors, path: dir.to_path_buf() });
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let config = dir.join("config.json");
+        if !config.is_file() {
+            return Err(ModelError::InvalidConfig {
+                path: config,
+                reason: format!("file not found (needed beside {})", path.display()),
+            });
         }
+        return Ok(ModelLocation {
+            format: ModelFormat::Safetensors,
+            path: dir.to_path_buf(),
+            weights_file: Some(path.to_path_buf()),
+        });
     }
     Err(ModelError::UnknownFormat { path: path.to_path_buf() })
 }
@@ -127,7 +140,7 @@ pub fn load(path: &Path) -> Result<LoadedModel> {
                 (tokenizer.chat_template().map(str::to_string), dir.join("tokenizer_config.json"))
             };
             let chat_template = template(source.as_deref(), &tokenizer, &origin)?;
-            let src = SafetensorsSource::open_dir(&dir)?;
+            let src = open_weights(&location)?;
             let tensor_types = src.dtype_counts();
             let model = build_llama(&config, &src)?;
             Ok(LoadedModel { location, model, tokenizer, chat_template, tensor_types, name: file_stem(&dir) })
@@ -142,6 +155,13 @@ pub fn load_with_adapter(path: &Path, adapter: Option<&Path>) -> Result<LoadedMo
         LoraAdapter::load(dir)?.apply(&mut m.model)?;
     }
     Ok(m)
+}
+
+fn open_weights(location: &ModelLocation) -> Result<SafetensorsSource> {
+    match &location.weights_file {
+        Some(file) => SafetensorsSource::open_files(&location.path, std::slice::from_ref(file)),
+        None => SafetensorsSource::open_dir(&location.path),
+    }
 }
 
 fn file_stem(p: &Path) -> String {
@@ -195,7 +215,7 @@ pub fn inspect(path: &Path) -> Result<ModelInfo> {
             let dir = &location.path;
             let config = ModelConfig::from_hf_config(&dir.join("config.json"))?;
             let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
-            let src = SafetensorsSource::open_dir(dir)?;
+            let src = open_weights(&location)?;
             let (types, bytes) = src.summary();
             let jinja = dir.join("chat_template.jinja");
             let template = if jinja.is_file() {

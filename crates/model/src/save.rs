@@ -121,6 +121,7 @@ pub fn save_hf_dir(m: &LoadedModel, out: &Path) -> Result<()> {
     }
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    remove_stale_temp_dirs(parent, &name);
     let tmp: PathBuf = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
@@ -129,6 +130,24 @@ pub fn save_hf_dir(m: &LoadedModel, out: &Path) -> Result<()> {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result
+}
+
+/// Removes `.NAME.tmp-PID` folders left by an interrupted earlier run whose process is gone.
+fn remove_stale_temp_dirs(parent: &Path, name: &str) {
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(pid.to_string()).exists();
+        if !alive {
+            tracing::info!(path = %entry.path().display(), "removing a temporary folder left by an interrupted run");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn write_contents(m: &LoadedModel, dir: &Path) -> Result<()> {
@@ -145,8 +164,17 @@ fn write_contents(m: &LoadedModel, dir: &Path) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let mut meta = std::collections::HashMap::new();
     meta.insert("format".to_string(), "pt".to_string());
-    safetensors::serialize_to_file(views, Some(meta), &st_path)
-        .map_err(|e| ModelError::InvalidSafetensors { path: st_path.clone(), reason: e.to_string() })?;
+    safetensors::serialize_to_file(views, Some(meta), &st_path).map_err(|e| match e {
+        safetensors::SafeTensorError::IoError(io) => ModelError::io(&st_path, io),
+        other => ModelError::InvalidSafetensors { path: st_path.clone(), reason: other.to_string() },
+    })?;
+    // serialize_to_file creates the file owner-only; give it the mode of the other files.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&st_path, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| ModelError::io(&st_path, e))?;
+    }
     let tok_path = dir.join("tokenizer.json");
     m.tokenizer
         .inner()
@@ -167,4 +195,24 @@ fn write_contents(m: &LoadedModel, dir: &Path) -> Result<()> {
         tc["chat_template"] = t.source().into();
     }
     write_json(&dir.join("tokenizer_config.json"), &tc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_temp_dirs_of_dead_processes_are_removed() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dead = tmp.path().join(".out.tmp-4000000000");
+        let live = tmp.path().join(format!(".out.tmp-{}", std::process::id()));
+        let other = tmp.path().join(".other.tmp-4000000000");
+        for d in [&dead, &live, &other] {
+            std::fs::create_dir(d).expect("mkdir");
+        }
+        remove_stale_temp_dirs(tmp.path(), "out");
+        assert!(!dead.exists(), "a dead process's folder is removed");
+        assert!(live.exists(), "a running process's folder is kept");
+        assert!(other.exists(), "other outputs' folders are not touched");
+    }
 }
