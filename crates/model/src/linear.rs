@@ -31,6 +31,8 @@ pub struct Linear {
     pub packed: Option<(GgmlType, Vec<u8>)>,
     pub bias: Option<Vec<f32>>,
     pub lora: Option<LoraWeights>,
+    /// `weight` pre-packed for the AVX-512 matmul (see [`Linear::prepack`]).
+    pub prepacked: Option<crate::sgemm::PackedWeight>,
 }
 
 fn f32_bytes(v: &[f32]) -> &[u8] {
@@ -40,7 +42,15 @@ fn f32_bytes(v: &[f32]) -> &[u8] {
 
 impl Linear {
     pub fn new(out_features: usize, in_features: usize, weight: Vec<f32>) -> Self {
-        Linear { out_features, in_features, weight, packed: None, bias: None, lora: None }
+        Linear { out_features, in_features, weight, packed: None, bias: None, lora: None, prepacked: None }
+    }
+
+    /// Packs the weight once for the batched matmul where the AVX-512 kernel runs (one more copy
+    /// of the weight in memory, no per-call packing).
+    pub fn prepack(&mut self) {
+        if crate::sgemm::available() {
+            self.prepacked = Some(crate::sgemm::PackedWeight::new(&self.weight, self.out_features, self.in_features));
+        }
     }
 
     /// `y (t, out) = x (t, in) · Wᵀ + b + scale · (x Aᵀ) Bᵀ`.
@@ -54,6 +64,8 @@ impl Linear {
                 None => (GgmlType::F32, f32_bytes(&self.weight)),
             };
             quant::matmul_rows(ty, bytes, n_out, n_in, x, t, y).expect("weight shapes are checked at load");
+        } else if let Some(pw) = &self.prepacked {
+            crate::sgemm::matmul_packed(x, pw, y, t);
         } else {
             ops::matmul_wt(x, &self.weight, y, t, n_in, n_out, false, ops::parallelism());
         }
@@ -91,6 +103,9 @@ impl Linear {
             );
             self.weight.iter_mut().zip(&ba).for_each(|(w, d)| *w += d);
             self.packed = None;
+            if self.prepacked.is_some() {
+                self.prepack();
+            }
         }
     }
 }

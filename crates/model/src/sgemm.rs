@@ -85,12 +85,71 @@ pub fn matmul_wt(x: &[f32], w: &[f32], y: &mut [f32], m: usize, k: usize, n: usi
     let panels = n.div_ceil(NR);
     let per = panels.div_ceil(rayon::current_num_threads().max(1)).max(1);
     let y_addr = y.as_mut_ptr() as usize;
-    let (x, w) = (Mat::rows(x, k), Mat::rows(w, k));
+    let (x, w) = (Mat::rows(x, k), WeightSource::View(Mat::rows(w, k)));
     (0..panels.div_ceil(per)).into_par_iter().for_each(|tid| {
         let (p0, p1) = (tid * per, ((tid + 1) * per).min(panels));
         // SAFETY: threads write disjoint column panels of y, which holds m·n floats.
         unsafe { run_panels(x, w, y_addr as *mut f32, m, k, n, p0, p1) }
     });
+}
+
+/// A weight w (n, k) packed once into the kernel's layout: for each KC-deep block, every NR-row
+/// panel as wᵀ (kc, NR). Saves re-packing (a strided transpose of the whole weight) on every
+/// call; costs one more copy of the weight in memory.
+#[derive(Debug, Clone)]
+pub struct PackedWeight {
+    pub n: usize,
+    pub k: usize,
+    data: Vec<f32>,
+}
+
+impl PackedWeight {
+    /// Packs w (n, k), row-major.
+    pub fn new(w: &[f32], n: usize, k: usize) -> Self {
+        assert!(w.len() >= n * k, "PackedWeight shape");
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0f32; panels * NR * k];
+        let view = Mat::rows(w, k);
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            let block = &mut data[k0 * panels * NR..][..panels * kc * NR];
+            for (p, out) in block.chunks_mut(kc * NR).enumerate() {
+                pack_w_panel(view, n, p * NR, k0, kc, out);
+            }
+        }
+        PackedWeight { n, k, data }
+    }
+
+    /// Start of the block of depth offset `k0` (a multiple of KC).
+    fn block_offset(&self, k0: usize) -> usize {
+        k0 * self.n.div_ceil(NR) * NR
+    }
+}
+
+/// `y = x · wᵀ` for a pre-packed w, spread over the rayon pool. x (m, k), y (m, n).
+///
+/// # Panics
+/// When the slices are shorter than the shapes say, or AVX-512 is unavailable.
+pub fn matmul_packed(x: &[f32], w: &PackedWeight, y: &mut [f32], m: usize) {
+    let (k, n) = (w.k, w.n);
+    assert!(x.len() >= m * k && y.len() >= m * n, "sgemm shapes");
+    let panels = n.div_ceil(NR);
+    let per = panels.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let y_addr = y.as_mut_ptr() as usize;
+    let x = Mat::rows(x, k);
+    (0..panels.div_ceil(per)).into_par_iter().for_each(|tid| {
+        let (p0, p1) = (tid * per, ((tid + 1) * per).min(panels));
+        // SAFETY: threads write disjoint column panels of y, which holds m·n floats.
+        unsafe { run_panels(x, WeightSource::Packed(w), y_addr as *mut f32, m, k, n, p0, p1) }
+    });
+}
+
+/// Where the kernel's w panels come from.
+#[derive(Clone, Copy)]
+enum WeightSource<'a> {
+    /// Packed on the fly from a (possibly strided) view.
+    View(Mat<'a>),
+    Packed(&'a PackedWeight),
 }
 
 /// Computes the column panels `p0..p1` of y (m, n): KC-deep blocks of packed wᵀ panels times
@@ -100,7 +159,7 @@ pub fn matmul_wt(x: &[f32], w: &[f32], y: &mut [f32], m: usize, k: usize, n: usi
 /// `y` is valid for m·n floats and no other thread writes panels `p0..p1`; the views fit
 /// (m, k) and (n, k); AVX-512 is available.
 #[allow(clippy::too_many_arguments)]
-unsafe fn run_panels(x: Mat, w: Mat, y: *mut f32, m: usize, k: usize, n: usize, p0: usize, p1: usize) {
+unsafe fn run_panels(x: Mat, w: WeightSource, y: *mut f32, m: usize, k: usize, n: usize, p0: usize, p1: usize) {
     assert!(available(), "sgemm needs AVX-512");
     if k == 0 {
         for r in 0..m {
@@ -115,11 +174,17 @@ unsafe fn run_panels(x: Mat, w: Mat, y: *mut f32, m: usize, k: usize, n: usize, 
     PACK_BUFFERS.with_borrow_mut(|(wp, xp)| {
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
-            wp.resize((p1 - p0) * kc * NR, 0.0);
             xp.resize(MC * kc, 0.0);
-            for (i, p) in (p0..p1).enumerate() {
-                pack_w_panel(w, n, p * NR, k0, kc, &mut wp[i * kc * NR..(i + 1) * kc * NR]);
-            }
+            let wp: &[f32] = match w {
+                WeightSource::Packed(pw) => &pw.data[pw.block_offset(k0) + p0 * kc * NR..][..(p1 - p0) * kc * NR],
+                WeightSource::View(w) => {
+                    wp.resize((p1 - p0) * kc * NR, 0.0);
+                    for (i, p) in (p0..p1).enumerate() {
+                        pack_w_panel(w, n, p * NR, k0, kc, &mut wp[i * kc * NR..(i + 1) * kc * NR]);
+                    }
+                    wp
+                }
+            };
             for m0 in (0..m).step_by(MC) {
                 let rows = MC.min(m - m0);
                 pack_x_block(x, m0, rows, k0, kc, xp);
@@ -210,6 +275,21 @@ thread_local! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prepacked_equals_packing_on_the_fly() {
+        if !available() {
+            return;
+        }
+        for (m, k, n) in [(20, 500, 45), (33, 192, 64), (5, 7, 3)] {
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1).collect();
+            let w: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.1).collect();
+            let (mut a, mut b) = (vec![0f32; m * n], vec![1f32; m * n]);
+            matmul_wt(&x, &w, &mut a, m, k, n);
+            matmul_packed(&x, &PackedWeight::new(&w, n, k), &mut b, m);
+            assert_eq!(a, b, "{m}x{k}x{n}");
+        }
+    }
 
     #[test]
     fn matches_naive_on_ragged_shapes() {

@@ -79,5 +79,11 @@ pub fn build_llama(cfg: &ModelConfig, src: &dyn TensorSource) -> Result<Llama> {
     let embed_tokens = linear(src, "model.embed_tokens", v, d, false)?;
     let norm = require(src, "model.norm.weight", &[d])?.data;
     let lm_head = if cfg.tie_word_embeddings { None } else { Some(linear(src, "lm_head", v, d, false)?) };
-    Ok(Llama::new(cfg.clone(), embed_tokens, layers, norm, lm_head))
+    let mut model = Llama::new(cfg.clone(), embed_tokens, layers, norm, lm_head);
+    model.layers.par_iter_mut().for_each(|l| l.projections_mut().into_iter().for_each(|(_, p)| p.prepack()));
+    match &mut model.lm_head {
+        Some(head) => head.prepack(),
+        None => model.embed_tokens.prepack(),
+    }
+    Ok(model)
 }
