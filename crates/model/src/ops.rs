@@ -185,12 +185,28 @@ pub fn softmax_in_place(row: &mut [f32]) {
 
 #[inline(always)]
 fn softmax_body(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
+    // Lane-wise partial max and sum (16 lanes) so the loops vectorize; a single running
+    // accumulator would be a serial dependency chain.
+    const L: usize = 16;
+    let mut lanes = [f32::NEG_INFINITY; L];
+    let mut chunks = row.chunks_exact(L);
+    for c in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = m.max(v);
+        }
+    }
+    let max = chunks.remainder().iter().fold(lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max), |a, &b| a.max(b));
     for v in row.iter_mut() {
         *v = exp_f32(*v - max);
-        sum += *v;
     }
+    let mut sums = [0f32; L];
+    let mut chunks = row.chunks_exact(L);
+    for c in &mut chunks {
+        for (s, &v) in sums.iter_mut().zip(c) {
+            *s += v;
+        }
+    }
+    let sum: f32 = sums.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
     let inv = 1.0 / sum;
     for v in row.iter_mut() {
         *v *= inv;
