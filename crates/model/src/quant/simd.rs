@@ -62,13 +62,15 @@ unsafe fn load_f16(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
+/// Σ a[j]·b[j] over the first multiple-of-8 elements of n; returns the sum and where it stopped.
+///
+/// # Safety
+/// `pa` and `pb` are readable for n f32s (any alignment); the CPU has AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot_f32_impl(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+unsafe fn dot_simd_part(pa: *const f32, pb: *const f32, n: usize) -> (f32, usize) {
     let mut acc = [_mm256_setzero_ps(); 4];
     let mut i = 0;
-    // SAFETY (all loads): i + width <= n <= both lengths.
+    // SAFETY (all loads): i + width <= n, and both pointers hold n f32s.
     unsafe {
         while i + 32 <= n {
             for (k, acc) in acc.iter_mut().enumerate() {
@@ -83,7 +85,14 @@ unsafe fn dot_f32_impl(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let s = unsafe { hsum(v) };
+    (unsafe { hsum(v) }, i)
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_f32_impl(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    // SAFETY: both slices hold at least n f32s.
+    let (s, i) = unsafe { dot_simd_part(a.as_ptr(), b.as_ptr(), n) };
     s + a[i..n].iter().zip(&b[i..n]).map(|(p, q)| p * q).sum::<f32>()
 }
 
@@ -91,25 +100,8 @@ unsafe fn dot_f32_impl(a: &[f32], b: &[f32]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_f32_bytes(w: &[u8], x: &[f32]) -> f32 {
     let n = (w.len() / 4).min(x.len());
-    let (pw, px) = (w.as_ptr().cast::<f32>(), x.as_ptr());
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    // SAFETY (all loads): i + width <= n, and n f32s fit in both w (unaligned loads) and x.
-    unsafe {
-        while i + 32 <= n {
-            for (k, acc) in acc.iter_mut().enumerate() {
-                let o = i + 8 * k;
-                *acc = _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(o)), _mm256_loadu_ps(px.add(o)), *acc);
-            }
-            i += 32;
-        }
-        while i + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pw.add(i)), _mm256_loadu_ps(px.add(i)), acc[0]);
-            i += 8;
-        }
-    }
-    let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let mut s = unsafe { hsum(v) };
+    // SAFETY: w holds n f32s (read unaligned) and x holds n.
+    let (mut s, i) = unsafe { dot_simd_part(w.as_ptr().cast::<f32>(), x.as_ptr(), n) };
     for (b, xv) in w[4 * i..4 * n].chunks_exact(4).zip(&x[i..n]) {
         s += f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * xv;
     }
