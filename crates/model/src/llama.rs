@@ -26,7 +26,20 @@ pub struct Layer {
 }
 
 impl Layer {
-    /// The LoRA-targetable projections under their PEFT module names.
+    /// The LoRA-targetable projections under their PEFT module names, in a fixed order.
+    pub fn projections(&self) -> [(&'static str, &Linear); 7] {
+        [
+            ("self_attn.q_proj", &self.q_proj),
+            ("self_attn.k_proj", &self.k_proj),
+            ("self_attn.v_proj", &self.v_proj),
+            ("self_attn.o_proj", &self.o_proj),
+            ("mlp.gate_proj", &self.gate_proj),
+            ("mlp.up_proj", &self.up_proj),
+            ("mlp.down_proj", &self.down_proj),
+        ]
+    }
+
+    /// The LoRA-targetable projections under their PEFT module names (same order).
     pub fn projections_mut(&mut self) -> [(&'static str, &mut Linear); 7] {
         [
             ("self_attn.q_proj", &mut self.q_proj),
@@ -92,6 +105,11 @@ impl Llama {
     ) -> Self {
         let rope = Rope::new(&config);
         Llama { config, embed_tokens, layers, norm, lm_head, rope }
+    }
+
+    /// The rotary embedding this model uses (for training code that re-runs the blocks).
+    pub fn rope(&self) -> &Rope {
+        &self.rope
     }
 
     /// Runs `tokens` (t,) at positions `cache.len()..` and appends their keys/values to `cache`.

@@ -77,6 +77,23 @@ impl RopeAngles {
             }
         }
     }
+
+    /// The transpose of [`RopeAngles::apply`] (rotation by the negative angle), for the
+    /// backward pass: maps d(rotated) to d(input), x (t, heads·hd) in place.
+    pub fn apply_transposed(&self, x: &mut [f32], heads: usize) {
+        let half = self.half;
+        let hd = 2 * half;
+        for (row, (cos, sin)) in x.chunks_mut(heads * hd).zip(self.cos.chunks(half).zip(self.sin.chunks(half))) {
+            for head in row.chunks_mut(hd) {
+                let (a, b) = head.split_at_mut(half);
+                for i in 0..half {
+                    let (g1, g2) = (a[i], b[i]);
+                    a[i] = g1 * cos[i] + g2 * sin[i];
+                    b[i] = g2 * cos[i] - g1 * sin[i];
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -91,6 +108,19 @@ mod tests {
         let mut x = [1.0, 0.0];
         ang.apply(&mut x, 1);
         assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn transposed_rotation_undoes_the_rotation() {
+        let rope = Rope { inv_freq: vec![1.0, 0.3] };
+        let ang = rope.angles(3, 2);
+        let orig = [0.5, -1.0, 2.0, 0.25, 1.5, 0.75, -0.5, 3.0];
+        let mut x = orig;
+        ang.apply(&mut x, 1);
+        ang.apply_transposed(&mut x, 1);
+        for (a, b) in x.iter().zip(&orig) {
+            assert!((a - b).abs() < 1e-6);
+        }
     }
 
     #[test]

@@ -1,0 +1,10 @@
+//! tuneguard-train: LoRA training over the tuneguard-model Llama with a hand-written backward
+//! pass (no autograd graph: only the LoRA matrices get gradients, frozen weights get none).
+pub mod block;
+pub mod error;
+pub mod linear_grad;
+pub mod optim;
+pub mod step;
+pub mod tensor_ops;
+
+pub use error::{Result, TrainError};

@@ -1,0 +1,102 @@
+//! Loss and gradients of a batch: transformers' causal-LM loss (logits[t] predicts labels[t+1],
+//! cross-entropy averaged over every supervised token of the whole batch), backpropagated to the
+//! LoRA matrices only.
+use tuneguard_model::llama::Llama;
+use tuneguard_model::ops;
+
+use crate::block::{self, BlockGrads};
+use crate::error::{Result, TrainError};
+use crate::tensor_ops::{mm, rms_norm_bwd, rms_norm_fwd};
+
+/// Label value of a position that is not supervised (PyTorch's `ignore_index`).
+pub const IGNORE: i64 = -100;
+
+/// One sequence: token ids (t,) and labels (t,) aligned with them (not shifted).
+pub struct Sequence<'a> {
+    pub input_ids: &'a [u32],
+    pub labels: &'a [i64],
+}
+
+/// Per-layer LoRA gradients.
+pub type Grads = Vec<BlockGrads>;
+
+/// Supervised targets of a batch: positions t whose label at t+1 is not [`IGNORE`].
+pub fn count_supervised(batch: &[Sequence]) -> usize {
+    batch.iter().map(|s| s.labels.iter().skip(1).filter(|&&l| l != IGNORE).count()).sum()
+}
+
+/// Mean cross-entropy over the supervised tokens of `batch` and its gradient w.r.t. every LoRA
+/// matrix of `model`. `n_norm` is the number of supervised tokens the loss is averaged over
+/// (pass [`count_supervised`] of the whole optimizer step so accumulation equals one batch).
+///
+/// # Errors
+/// `TrainError::Batch` for mismatched lengths, ids outside the vocabulary or labels that are
+/// neither [`IGNORE`] nor a token id.
+pub fn loss_and_grads(model: &Llama, batch: &[Sequence], n_norm: usize, grads: &mut Grads) -> Result<f64> {
+    let cfg = &model.config;
+    if grads.len() != cfg.num_layers {
+        *grads = (0..cfg.num_layers).map(|_| Default::default()).collect();
+    }
+    let mut total = 0.0;
+    for (row, seq) in batch.iter().enumerate() {
+        total += sequence(model, seq, n_norm.max(1), grads).map_err(|e| match e {
+            TrainError::Batch(m) => TrainError::Batch(format!("row {row}: {m}")),
+            other => other,
+        })?;
+    }
+    Ok(total)
+}
+
+/// Adds one sequence's share of the loss (sum of its token losses / n_norm) and gradients.
+fn sequence(model: &Llama, seq: &Sequence, n_norm: usize, grads: &mut Grads) -> Result<f64> {
+    let cfg = &model.config;
+    let (t, d, v) = (seq.input_ids.len(), cfg.hidden_size, cfg.vocab_size);
+    if t == 0 || seq.labels.len() != t {
+        return Err(TrainError::Batch(format!("{} ids but {} labels", t, seq.labels.len())));
+    }
+    let mut x = vec![0f32; t * d];
+    for (row, &id) in x.chunks_mut(d).zip(seq.input_ids) {
+        let id = id as usize;
+        if id >= model.embed_tokens.out_features {
+            return Err(TrainError::Batch(format!("token id {id} is outside the vocabulary")));
+        }
+        row.copy_from_slice(&model.embed_tokens.weight[id * d..(id + 1) * d]);
+    }
+    let angles = model.rope().angles(0, t);
+    let mut caches = Vec::with_capacity(cfg.num_layers);
+    for layer in &model.layers {
+        let (out, cache) = block::forward(cfg, layer, x, t, &angles);
+        caches.push(cache);
+        x = out;
+    }
+    let (hn, rstd) = rms_norm_fwd(&x, &model.norm, cfg.rms_norm_eps as f32);
+    let head = model.lm_head.as_ref().unwrap_or(&model.embed_tokens);
+    let mut logits = vec![0f32; t * v]; // (t, v)
+    head.forward(&hn, t, &mut logits);
+    // Cross-entropy and d(loss)/d(logits), in place.
+    let mut loss = 0.0f64;
+    for (i, row) in logits.chunks_mut(v).enumerate() {
+        let target = seq.labels.get(i + 1).copied().unwrap_or(IGNORE);
+        if target == IGNORE {
+            row.fill(0.0);
+            continue;
+        }
+        let target = usize::try_from(target)
+            .ok()
+            .filter(|&x| x < v)
+            .ok_or_else(|| TrainError::Batch(format!("label {target} is not a token id")))?;
+        // -log softmax(row)[target] = logsumexp(row) - row[target], in f64.
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let lse = max + row.iter().map(|&z| (z as f64 - max).exp()).sum::<f64>().ln();
+        loss += lse - row[target] as f64;
+        ops::softmax_in_place(row);
+        row[target] -= 1.0;
+        row.iter_mut().for_each(|g| *g /= n_norm as f32);
+    }
+    let d_hn = mm(&logits, (v, 1), &head.weight, (d, 1), t, v, d); // (t, d) = dlogits · E
+    let mut dx = rms_norm_bwd(&x, &model.norm, &rstd, &d_hn);
+    for (i, layer) in model.layers.iter().enumerate().rev() {
+        dx = block::backward(cfg, layer, &caches[i], dx, t, &angles, &mut grads[i]);
+    }
+    Ok(loss / n_norm as f64)
+}
