@@ -55,7 +55,7 @@ impl AdamW {
     /// negative weight decay.
     pub fn new(config: AdamWConfig) -> Result<Self> {
         let bad = |key: &'static str, reason: String| Err(TrainError::Optimizer { key, reason });
-        if !(config.lr > 0.0 && config.lr.is_finite()) {
+        if !config.lr.is_finite() || config.lr <= 0.0 {
             return bad("lr", format!("must be > 0, got {}", config.lr));
         }
         for (key, b) in [("beta1", config.beta1), ("beta2", config.beta2)] {
@@ -63,10 +63,10 @@ impl AdamW {
                 return bad(key, format!("must be in [0, 1), got {b}"));
             }
         }
-        if !(config.eps > 0.0) {
+        if config.eps.is_nan() || config.eps <= 0.0 {
             return bad("eps", format!("must be > 0, got {}", config.eps));
         }
-        if !(config.weight_decay >= 0.0) {
+        if config.weight_decay.is_nan() || config.weight_decay < 0.0 {
             return bad("weight_decay", format!("must be >= 0, got {}", config.weight_decay));
         }
         Ok(AdamW { config, step: 0, moments: Vec::new() })

@@ -51,4 +51,60 @@ fn five_steps_match_peft_trajectory() {
         assert!((norm - wn).abs() < 1e-2 * wn, "step {}: grad norm {norm} vs {wn}", want["step"]);
         opt.update(&mut m.model, &grads).expect("update");
     }
+    // The weights after five steps agree with the adapter PEFT saved. Adam divides by √v, so
+    // parameters whose gradient is ~0 move by amplified rounding noise; compare the whole
+    // update instead: ‖ours − PEFT‖ relative to ‖PEFT − init‖.
+    let dir = |name: &str| shared_dir().join("golden/peft_lora_r4").join(name);
+    let init = tuneguard_model::lora::LoraAdapter::load(&dir("adapter_init")).expect("adapter_init");
+    let after = tuneguard_model::lora::LoraAdapter::load(&dir("adapter_after_5_steps")).expect("adapter_after_5_steps");
+    let (mut diff, mut update, mut worst) = (0f64, 0f64, 0f32);
+    for ((layer, module), w) in &after.weights {
+        let (_, lin) = m.model.layers[*layer].projections().into_iter().find(|(n, _)| n == module).expect("module");
+        let ours = lin.lora.as_ref().expect("lora");
+        let w0 = &init.weights[&(*layer, module.clone())];
+        for ((a, b), c) in ours.a.iter().chain(&ours.b).zip(w.a.iter().chain(&w.b)).zip(w0.a.iter().chain(&w0.b)) {
+            diff += ((a - b) as f64).powi(2);
+            update += ((b - c) as f64).powi(2);
+            worst = worst.max((a - b).abs());
+        }
+    }
+    let rel = (diff / update).sqrt();
+    eprintln!("after 5 steps: ‖ours − PEFT‖ / ‖PEFT update‖ = {rel:.2e}, max |Δ| = {worst:.2e}");
+    assert!(rel < 1e-3, "LoRA weights after 5 steps differ from PEFT's by {rel} of the update");
+}
+
+#[test]
+fn accumulating_micro_batches_equals_one_batch() {
+    let Some(model_path) = require_default_model() else { return };
+    let adapter = shared_dir().join("golden/peft_lora_r4/adapter_init");
+    let m = tuneguard_model::load_with_adapter(&model_path, Some(&adapter)).expect("load");
+    // Four real chat examples of different lengths, supervised on the assistant part.
+    let t = &m.tokenizer;
+    let seqs: Vec<(Vec<u32>, Vec<i64>)> = ["Name a colour.", "What is 2 + 3?", "Say hi.", "Spell cat."]
+        .iter()
+        .zip(["Red.", "2 + 3 equals 5.", "Hi!", "C-A-T."])
+        .map(|(q, a)| {
+            let p = t.encode(&format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"), false).expect("enc");
+            let r = t.encode(&format!("{a}<|im_end|>"), false).expect("enc");
+            let labels = vec![-100i64; p.len()].into_iter().chain(r.iter().map(|&x| x as i64)).collect();
+            (p.into_iter().chain(r).collect(), labels)
+        })
+        .collect();
+    let batch: Vec<Sequence> = seqs.iter().map(|(i, l)| Sequence { input_ids: i, labels: l }).collect();
+    let n = count_supervised(&batch);
+    let mut whole: Grads = Vec::new();
+    let loss_whole = loss_and_grads(&m.model, &batch, n, &mut whole).expect("batch");
+    let mut acc: Grads = Vec::new();
+    let mut loss_acc = 0.0;
+    for seq in &batch {
+        loss_acc += loss_and_grads(&m.model, std::slice::from_ref(seq), n, &mut acc).expect("micro-batch");
+    }
+    assert!((loss_whole - loss_acc).abs() < 1e-6, "{loss_whole} vs {loss_acc}");
+    let flat = |g: &Grads| -> Vec<f32> {
+        g.iter().flatten().flatten().flat_map(|x| x.a.iter().chain(&x.b).copied()).collect()
+    };
+    let (a, b) = (flat(&whole), flat(&acc));
+    assert_eq!(a.len(), b.len());
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-5, "accumulated gradients differ by {worst}");
 }
