@@ -179,6 +179,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn saved_adapter_reloads_with_peft_layout() {
+        let Some(model) = crate::testutil::require_default_model() else { return };
+        let init = crate::testutil::shared_dir().join("golden/peft_lora_r4/adapter_init");
+        let m = crate::engine::load_with_adapter(&model, Some(&init)).expect("load");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = tmp.path().join("adapter");
+        save_adapter(&m.model, &out, "HuggingFaceTB/SmolLM2-135M-Instruct", 0.0).expect("save");
+        let (a, b) = (LoraAdapter::load(&init).expect("init"), LoraAdapter::load(&out).expect("saved"));
+        assert_eq!(a.scale, b.scale);
+        assert_eq!(a.config.r, b.config.r);
+        assert_eq!(a.weights.keys().collect::<Vec<_>>(), b.weights.keys().collect::<Vec<_>>());
+        for (k, w) in &a.weights {
+            assert_eq!((&w.a, &w.b), (&b.weights[k].a, &b.weights[k].b), "{k:?}");
+        }
+        // Same key names as the file PEFT wrote.
+        let keys = |p: &Path| -> Vec<String> {
+            let bytes = std::fs::read(p.join("adapter_model.safetensors")).expect("read");
+            let mut k: Vec<String> = safetensors::SafeTensors::deserialize(&bytes)
+                .expect("st")
+                .names()
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&init), keys(&out));
+        assert!(save_adapter(&m.model, &out, "x", 0.0).is_err(), "an existing output is refused");
+    }
+
+    #[test]
     fn parses_peft_keys() {
         assert_eq!(
             parse_key("base_model.model.model.layers.12.mlp.down_proj.lora_B.weight"),
@@ -186,4 +217,83 @@ mod tests {
         );
         assert_eq!(parse_key("base_model.model.lm_head.weight"), None);
     }
+}
+
+/// Writes the LoRA weights attached to `model` as a PEFT adapter directory
+/// (`adapter_config.json` + `adapter_model.safetensors`, PEFT key names) that
+/// `peft.PeftModel.from_pretrained` and [`LoraAdapter::load`] read. The directory is written
+/// under a temporary name and renamed into place; `out` must not exist.
+///
+/// # Errors
+/// `InvalidAdapter` when the model has no LoRA weights or ranks/scales differ between modules,
+/// `Io` naming the path when writing fails.
+pub fn save_adapter(model: &Llama, out: &Path, base_model: &str, lora_dropout: f64) -> Result<()> {
+    use safetensors::tensor::TensorView;
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut modules = std::collections::BTreeSet::new();
+    let mut rank_scale: Option<(usize, f32)> = None;
+    for (i, layer) in model.layers.iter().enumerate() {
+        for (module, lin) in layer.projections() {
+            let Some(l) = &lin.lora else { continue };
+            if rank_scale.is_some_and(|rs| rs != (l.rank, l.scale)) {
+                return Err(invalid(
+                    out,
+                    "modules with different ranks or scales cannot share one adapter_config.json",
+                ));
+            }
+            rank_scale = Some((l.rank, l.scale));
+            modules.insert(module.rsplit('.').next().unwrap_or(module).to_string());
+            let key = |w: &str| format!("base_model.model.model.layers.{i}.{module}.lora_{w}.weight");
+            let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+            tensors.push((key("A"), vec![l.rank, lin.in_features], bytes(&l.a)));
+            tensors.push((key("B"), vec![lin.out_features, l.rank], bytes(&l.b)));
+        }
+    }
+    let Some((r, scale)) = rank_scale else { return Err(invalid(out, "the model has no LoRA weights")) };
+    if out.exists() {
+        return Err(ModelError::io(out, std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists")));
+    }
+    let config = serde_json::json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base_model,
+        "r": r,
+        "lora_alpha": (scale as f64 * r as f64 * 1e6).round() / 1e6,
+        "lora_dropout": lora_dropout,
+        "target_modules": modules.into_iter().collect::<Vec<_>>(),
+        "bias": "none",
+        "fan_in_fan_out": false,
+        "use_rslora": false,
+        "use_dora": false,
+        "init_lora_weights": true,
+        "inference_mode": true,
+        "modules_to_save": null,
+    });
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "adapter".into());
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+    let write = || -> Result<()> {
+        let cfg_path = tmp.join("adapter_config.json");
+        let text = serde_json::to_string_pretty(&config).map_err(|e| invalid(&cfg_path, e.to_string()))?;
+        std::fs::write(&cfg_path, text).map_err(|e| ModelError::io(&cfg_path, e))?;
+        let st_path = tmp.join("adapter_model.safetensors");
+        let views = tensors
+            .iter()
+            .map(|(n, s, b)| {
+                TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .map(|v| (n.clone(), v))
+                    .map_err(|e| invalid(&st_path, e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bytes = safetensors::serialize(views, None).map_err(|e| invalid(&st_path, e.to_string()))?;
+        std::fs::write(&st_path, bytes).map_err(|e| ModelError::io(&st_path, e))?;
+        std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e))
+    };
+    let result = write();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
 }
