@@ -26,7 +26,11 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     let m = tuneguard_model::load_with_adapter(&path, args.adapter.as_deref())?;
     tuneguard_model::save::save_hf_dir(&m, &args.out)?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "wrote {} (float32 safetensors, config.json, tokenizer.json, tokenizer_config.json)", args.out.display())?;
+    writeln!(
+        out,
+        "wrote {} (float32 safetensors, config.json, tokenizer.json, tokenizer_config.json)",
+        args.out.display()
+    )?;
     out.flush()?;
     Ok(())
 }

@@ -174,51 +174,6 @@ impl LoraAdapter {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn saved_adapter_reloads_with_peft_layout() {
-        let Some(model) = crate::testutil::require_default_model() else { return };
-        let init = crate::testutil::shared_dir().join("golden/peft_lora_r4/adapter_init");
-        let m = crate::engine::load_with_adapter(&model, Some(&init)).expect("load");
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let out = tmp.path().join("adapter");
-        save_adapter(&m.model, &out, "HuggingFaceTB/SmolLM2-135M-Instruct", 0.0).expect("save");
-        let (a, b) = (LoraAdapter::load(&init).expect("init"), LoraAdapter::load(&out).expect("saved"));
-        assert_eq!(a.scale, b.scale);
-        assert_eq!(a.config.r, b.config.r);
-        assert_eq!(a.weights.keys().collect::<Vec<_>>(), b.weights.keys().collect::<Vec<_>>());
-        for (k, w) in &a.weights {
-            assert_eq!((&w.a, &w.b), (&b.weights[k].a, &b.weights[k].b), "{k:?}");
-        }
-        // Same key names as the file PEFT wrote.
-        let keys = |p: &Path| -> Vec<String> {
-            let bytes = std::fs::read(p.join("adapter_model.safetensors")).expect("read");
-            let mut k: Vec<String> = safetensors::SafeTensors::deserialize(&bytes)
-                .expect("st")
-                .names()
-                .into_iter()
-                .map(str::to_string)
-                .collect();
-            k.sort();
-            k
-        };
-        assert_eq!(keys(&init), keys(&out));
-        assert!(save_adapter(&m.model, &out, "x", 0.0).is_err(), "an existing output is refused");
-    }
-
-    #[test]
-    fn parses_peft_keys() {
-        assert_eq!(
-            parse_key("base_model.model.model.layers.12.mlp.down_proj.lora_B.weight"),
-            Some((12, "mlp.down_proj".to_string(), 'B'))
-        );
-        assert_eq!(parse_key("base_model.model.lm_head.weight"), None);
-    }
-}
-
 /// Writes the LoRA weights attached to `model` as a PEFT adapter directory
 /// (`adapter_config.json` + `adapter_model.safetensors`, PEFT key names) that
 /// `peft.PeftModel.from_pretrained` and [`LoraAdapter::load`] read. The directory is written
@@ -296,4 +251,49 @@ pub fn save_adapter(model: &Llama, out: &Path, base_model: &str, lora_dropout: f
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_adapter_reloads_with_peft_layout() {
+        let Some(model) = crate::testutil::require_default_model() else { return };
+        let init = crate::testutil::shared_dir().join("golden/peft_lora_r4/adapter_init");
+        let m = crate::engine::load_with_adapter(&model, Some(&init)).expect("load");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = tmp.path().join("adapter");
+        save_adapter(&m.model, &out, "HuggingFaceTB/SmolLM2-135M-Instruct", 0.0).expect("save");
+        let (a, b) = (LoraAdapter::load(&init).expect("init"), LoraAdapter::load(&out).expect("saved"));
+        assert_eq!(a.scale, b.scale);
+        assert_eq!(a.config.r, b.config.r);
+        assert_eq!(a.weights.keys().collect::<Vec<_>>(), b.weights.keys().collect::<Vec<_>>());
+        for (k, w) in &a.weights {
+            assert_eq!((&w.a, &w.b), (&b.weights[k].a, &b.weights[k].b), "{k:?}");
+        }
+        // Same key names as the file PEFT wrote.
+        let keys = |p: &Path| -> Vec<String> {
+            let bytes = std::fs::read(p.join("adapter_model.safetensors")).expect("read");
+            let mut k: Vec<String> = safetensors::SafeTensors::deserialize(&bytes)
+                .expect("st")
+                .names()
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&init), keys(&out));
+        assert!(save_adapter(&m.model, &out, "x", 0.0).is_err(), "an existing output is refused");
+    }
+
+    #[test]
+    fn parses_peft_keys() {
+        assert_eq!(
+            parse_key("base_model.model.model.layers.12.mlp.down_proj.lora_B.weight"),
+            Some((12, "mlp.down_proj".to_string(), 'B'))
+        );
+        assert_eq!(parse_key("base_model.model.lm_head.weight"), None);
+    }
 }
