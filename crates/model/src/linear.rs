@@ -4,6 +4,7 @@
 //! quantized GGUF tensor, its original ggml blocks are kept too: single-token decode is memory-bound,
 //! and the fused dequantize-dot kernels read 4-7x fewer bytes for the same values.
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 use crate::ops;
 use crate::quant::{self, GgmlType};
@@ -88,20 +89,16 @@ impl Linear {
     /// copy, which no longer holds the same values.
     pub fn merge_lora(&mut self) {
         if let Some(l) = self.lora.take() {
-            // W (out, in) += scale · B (out, r) · A (r, in); A is read as its transpose's transpose.
-            let mut ba = vec![0f32; self.out_features * self.in_features];
-            ops::matmul_strided(
-                &l.b,
-                (l.rank, 1),
-                &l.a,
-                (self.in_features, 1),
-                &mut ba,
-                self.out_features,
-                l.rank,
-                self.in_features,
-                l.scale,
-            );
-            self.weight.iter_mut().zip(&ba).for_each(|(w, d)| *w += d);
+            // W (out, in) += scale · B (out, r) · A (r, in), summed in f64 and rounded once, so the
+            // merged weight is the closest f32 to the exact sum.
+            let (n_in, r) = (self.in_features, l.rank);
+            self.weight.par_chunks_mut(n_in).zip(l.b.par_chunks(r)).for_each(|(w_row, b_row)| {
+                for (i, w) in w_row.iter_mut().enumerate() {
+                    let delta: f64 =
+                        b_row.iter().enumerate().map(|(k, &bk)| bk as f64 * l.a[k * n_in + i] as f64).sum();
+                    *w = (*w as f64 + l.scale as f64 * delta) as f32;
+                }
+            });
             self.packed = None;
             if self.prepacked.is_some() {
                 self.prepack();

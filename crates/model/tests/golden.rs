@@ -152,3 +152,24 @@ fn gguf_and_safetensors_copies_give_identical_logits() {
         m.chat_template.as_ref().expect("template").render(&chat, true).expect("render")
     );
 }
+
+#[test]
+fn merged_adapter_gives_the_same_logits_as_base_plus_adapter() {
+    let Some(path) = require_default_model() else { return };
+    let dir = shared_dir().join("golden/peft_lora_r4/adapter_init");
+    let m = tuneguard_model::load_with_adapter(&path, Some(&dir)).expect("load with adapter");
+    let ids = m.tokenizer.encode("The quick brown fox jumps over the lazy dog.", true).expect("encode");
+    let with_adapter = all_logits(&m, &ids);
+    let mut merged = m.model.clone();
+    for layer in &mut merged.layers {
+        for (_, lin) in layer.projections_mut() {
+            lin.merge_lora();
+            assert!(lin.lora.is_none());
+        }
+    }
+    let mut cache = KvCache::new(&merged.config);
+    let logits = merged.forward(&ids, &mut cache, LogitsFor::All).expect("forward");
+    let diff = logits.iter().zip(&with_adapter).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    eprintln!("merged vs base + adapter: max |Δ logit| = {diff:.2e}");
+    assert!(diff < 1e-4, "merged weights differ from base + adapter by {diff}");
+}
