@@ -1,0 +1,77 @@
+//! LoRA training-step throughput, same shapes as `shared/bench/pytorch/bench_train.py --mode lora`:
+//! r 16, alpha 32, all seven projections, AdamW, batch B × T tokens of real chat text, 2 threads.
+//! Not a test: `cargo bench -p tuneguard-train --bench lora_step -- [--batch 4] [--seq 256] [--steps 3]`.
+use std::time::Instant;
+
+use tuneguard_model::chat::ChatMessage;
+use tuneguard_train::init::init_lora;
+use tuneguard_train::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use tuneguard_train::step::{count_supervised, loss_and_grads, Grads, Sequence};
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (batch, seq, steps) = (arg("--batch", 4), arg("--seq", 256), arg("--steps", 3));
+    rayon::ThreadPoolBuilder::new().num_threads(arg("--threads", 2)).build_global()?;
+    let mut m = tuneguard_model::load(&tuneguard_model::testutil::default_model_path())?;
+    let targets: Vec<String> = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let trainable = init_lora(&mut m.model, 16, 32.0, &targets, 0)?;
+    let template = m.chat_template.as_ref().ok_or("no chat template")?;
+    let text = template.render(
+        &[
+            ChatMessage::new("user", "Explain what a learning rate schedule does."),
+            ChatMessage::new("assistant", "A learning rate schedule changes the step size of the optimizer over the course of training: a short warm-up avoids large early updates, and a decay lets the weights settle into a minimum. Cosine decay and linear decay are common choices, and both are cheap to compute."),
+        ],
+        false,
+    )?;
+    let mut stream = Vec::new();
+    while stream.len() < batch * seq * (steps + 1) {
+        stream.extend(m.tokenizer.encode(&text, false)?);
+    }
+    let rows: Vec<(Vec<u32>, Vec<i64>)> = stream
+        .chunks(seq)
+        .take(batch * (steps + 1))
+        .map(|c| (c.to_vec(), c.iter().map(|&x| x as i64).collect()))
+        .collect();
+    let mut opt = AdamW::new(AdamWConfig { lr: 2e-4, ..Default::default() })?;
+    let mut times = Vec::new();
+    for step in 0..=steps {
+        let batch_rows: Vec<Sequence> =
+            rows[step * batch..(step + 1) * batch].iter().map(|(i, l)| Sequence { input_ids: i, labels: l }).collect();
+        let t = Instant::now();
+        let mut grads: Grads = Vec::new();
+        let loss = loss_and_grads(&m.model, &batch_rows, count_supervised(&batch_rows), &mut grads)?;
+        clip_grad_norm(&mut grads, 1.0);
+        opt.update(&mut m.model, &grads)?;
+        let dt = t.elapsed().as_secs_f64();
+        eprintln!("step {step}: loss {loss:.4}, {dt:.2} s");
+        if step > 0 {
+            times.push(dt); // step 0 is warm-up
+        }
+    }
+    let per_step = times.iter().sum::<f64>() / times.len().max(1) as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "lora_step", "engine": "tuneguard", "batch": batch, "seq": seq, "rank": 16,
+            "trainable_params": trainable, "s_per_step": per_step,
+            "tokens_per_s": (batch * seq) as f64 / per_step, "peak_rss_mib": peak_rss_mib(),
+        })
+    );
+    Ok(())
+}

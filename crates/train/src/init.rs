@@ -1,0 +1,49 @@
+//! Fresh LoRA weights as PEFT initializes them (`init_lora_weights=True`): A Kaiming-uniform
+//! with a = √5, i.e. U(−1/√in, 1/√in) (PyTorch's `nn.Linear` default), B zero, so the adapted
+//! model starts equal to the base model; scale = alpha / r.
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tuneguard_model::linear::LoraWeights;
+use tuneguard_model::llama::Llama;
+
+use crate::error::{Result, TrainError};
+
+/// Attaches new LoRA weights of rank `r` to every projection whose PEFT module name ends with
+/// one of `targets` (e.g. `q_proj`); returns the number of trainable parameters.
+///
+/// # Errors
+/// `Optimizer`-style setting errors naming `lora.r`, `lora.alpha` or `lora.target_modules`.
+pub fn init_lora(model: &mut Llama, r: usize, alpha: f32, targets: &[String], seed: u64) -> Result<usize> {
+    let bad = |key: &'static str, reason: String| Err(TrainError::Optimizer { key, reason });
+    if r == 0 {
+        return bad("lora.r", "must be at least 1".into());
+    }
+    if !alpha.is_finite() || alpha <= 0.0 {
+        return bad("lora.alpha", format!("must be > 0, got {alpha}"));
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut n = 0;
+    for layer in &mut model.layers {
+        for (name, lin) in layer.projections_mut() {
+            let short = name.rsplit('.').next().unwrap_or(name);
+            if !targets.iter().any(|t| t == short || t == name) {
+                lin.lora = None;
+                continue;
+            }
+            let bound = 1.0 / (lin.in_features as f32).sqrt();
+            let a = (0..r * lin.in_features).map(|_| rng.random_range(-bound..bound)).collect();
+            let b = vec![0.0; lin.out_features * r];
+            n += r * (lin.in_features + lin.out_features);
+            lin.lora = Some(LoraWeights { rank: r, a, b, scale: alpha / r as f32 });
+        }
+    }
+    if n == 0 {
+        return bad(
+            "lora.target_modules",
+            format!(
+                "{targets:?} matches no projection (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"
+            ),
+        );
+    }
+    Ok(n)
+}
