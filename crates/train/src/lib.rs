@@ -5,6 +5,7 @@ pub mod error;
 pub mod init;
 pub mod linear_grad;
 pub mod optim;
+pub mod schedule;
 pub mod step;
 pub mod tensor_ops;
 
