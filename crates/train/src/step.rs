@@ -6,7 +6,9 @@ use tuneguard_model::ops;
 
 use crate::block::{self, BlockGrads};
 use crate::error::{Result, TrainError};
-use crate::tensor_ops::{mm, rms_norm_bwd, rms_norm_fwd};
+use rayon::prelude::*;
+
+use crate::tensor_ops::{add_into, mm, rms_norm_bwd, rms_norm_fwd};
 
 /// Label value of a position that is not supervised (PyTorch's `ignore_index`).
 pub const IGNORE: i64 = -100;
@@ -37,14 +39,42 @@ pub fn loss_and_grads(model: &Llama, batch: &[Sequence], n_norm: usize, grads: &
     if grads.len() != cfg.num_layers {
         *grads = (0..cfg.num_layers).map(|_| Default::default()).collect();
     }
+    // Rows run in parallel, each with its own gradients, summed afterwards.
+    let results: Vec<Result<(f64, Grads)>> = batch
+        .par_iter()
+        .enumerate()
+        .map(|(row, seq)| {
+            let mut g: Grads = (0..cfg.num_layers).map(|_| Default::default()).collect();
+            let loss = sequence(model, seq, n_norm.max(1), &mut g).map_err(|e| match e {
+                TrainError::Batch(m) => TrainError::Batch(format!("row {row}: {m}")),
+                other => other,
+            })?;
+            Ok((loss, g))
+        })
+        .collect();
     let mut total = 0.0;
-    for (row, seq) in batch.iter().enumerate() {
-        total += sequence(model, seq, n_norm.max(1), grads).map_err(|e| match e {
-            TrainError::Batch(m) => TrainError::Batch(format!("row {row}: {m}")),
-            other => other,
-        })?;
+    for r in results {
+        let (loss, g) = r?;
+        total += loss;
+        add_grads(grads, g);
     }
     Ok(total)
+}
+
+/// `acc += g`, matrix by matrix.
+fn add_grads(acc: &mut Grads, g: Grads) {
+    for (a_layer, g_layer) in acc.iter_mut().zip(g) {
+        for (a, g) in a_layer.iter_mut().zip(g_layer) {
+            match (a.as_mut(), g) {
+                (Some(a), Some(g)) => {
+                    add_into(&mut a.a, &g.a);
+                    add_into(&mut a.b, &g.b);
+                }
+                (None, Some(g)) => *a = Some(g),
+                (_, None) => {}
+            }
+        }
+    }
 }
 
 /// Adds one sequence's share of the loss (sum of its token losses / n_norm) and gradients.
