@@ -1,0 +1,361 @@
+//! Reading JSONL and CSV data files into [`Example`]s. Bad rows are rejected with file, line and
+//! reason (see [`Rejected`]) and the load goes on; only unreadable files, an undetectable format,
+//! an empty result or too many rejects are errors.
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::error::{DataError, Result};
+use crate::format::DataFormat;
+use crate::record::{to_example, Example, Reject, RejectKind};
+use crate::rejected::{raw_text, LoadStats, Rejected};
+
+/// File syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// One JSON object per line. Blank lines are skipped (and counted).
+    Jsonl,
+    /// Comma-separated values with a header row naming the fields.
+    Csv,
+}
+
+impl FileKind {
+    /// From the extension: `.jsonl`, `.ndjson`, `.json` → JSONL; `.csv` → CSV.
+    pub fn from_path(path: &Path) -> Option<Self> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "jsonl" | "ndjson" | "json" => Some(FileKind::Jsonl),
+            "csv" => Some(FileKind::Csv),
+            _ => None,
+        }
+    }
+}
+
+/// How to load a file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadOptions {
+    /// Record shape; `None` detects it from the first record that fits ([`DataFormat::auto_detect`]).
+    pub format: Option<DataFormat>,
+    /// File syntax; `None` picks it from the extension.
+    pub file_kind: Option<FileKind>,
+    /// Largest tolerated fraction (0–1) of rejected rows among rows read; `None` tolerates any
+    /// number as long as one example is accepted.
+    pub max_reject_fraction: Option<f64>,
+}
+
+/// The result of loading one file.
+#[derive(Debug, Clone)]
+pub struct LoadedData {
+    /// The file.
+    pub path: PathBuf,
+    /// The format used (given or detected).
+    pub format: DataFormat,
+    /// Accepted examples, in file order.
+    pub examples: Vec<Example>,
+    /// 1-based source line of each example (same length as `examples`).
+    pub lines: Vec<usize>,
+    /// Rejected rows, in file order.
+    pub rejected: Vec<Rejected>,
+    /// Counts.
+    pub stats: LoadStats,
+}
+
+/// Loads `path` (see [`load_reader`]).
+///
+/// # Errors
+/// `Io` when the file cannot be opened or read; `InvalidOption` when the syntax cannot be told
+/// from the extension; otherwise as [`load_reader`].
+pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<LoadedData> {
+    let kind = match opts.file_kind.or_else(|| FileKind::from_path(path)) {
+        Some(k) => k,
+        None => {
+            return Err(DataError::InvalidOption {
+                field: "file_kind".into(),
+                reason: format!("{}: unknown extension; expected .jsonl, .ndjson, .json or .csv", path.display()),
+            })
+        }
+    };
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    load_reader(path, BufReader::new(file), kind, opts)
+}
+
+/// Loads records from `reader`; `path` is used for reports only.
+///
+/// # Errors
+/// `Io` on read errors; `InvalidOption` for a `max_reject_fraction` outside 0–1;
+/// `UnknownFormat` when no record fits a known shape; `InvalidRecord` for a CSV header that is
+/// not UTF-8 or lacks a required column; `EmptyDataset` when nothing is accepted;
+/// `TooManyRejected` above `max_reject_fraction`.
+pub fn load_reader<R: BufRead>(path: &Path, reader: R, kind: FileKind, opts: &LoadOptions) -> Result<LoadedData> {
+    if let Some(max) = opts.max_reject_fraction {
+        if !(0.0..=1.0).contains(&max) {
+            return Err(DataError::InvalidOption {
+                field: "max_reject_fraction".into(),
+                reason: format!("{max} is not a fraction between 0 and 1"),
+            });
+        }
+    }
+    let mut sink = Sink::new(path, opts.format.clone());
+    match kind {
+        FileKind::Jsonl => read_jsonl(&mut sink, reader)?,
+        FileKind::Csv => read_csv(&mut sink, reader)?,
+    }
+    sink.finish(opts.max_reject_fraction)
+}
+
+/// Collects examples and rejects while reading.
+struct Sink {
+    path: PathBuf,
+    format: Option<DataFormat>,
+    first_keys: Option<Vec<String>>,
+    examples: Vec<Example>,
+    lines: Vec<usize>,
+    rejected: Vec<Rejected>,
+    stats: LoadStats,
+}
+
+impl Sink {
+    fn new(path: &Path, format: Option<DataFormat>) -> Self {
+        Sink {
+            path: path.to_path_buf(),
+            format,
+            first_keys: None,
+            examples: Vec::new(),
+            lines: Vec::new(),
+            rejected: Vec::new(),
+            stats: LoadStats::default(),
+        }
+    }
+
+    fn reject(&mut self, line: usize, raw: &[u8], (kind, reason): Reject) {
+        tracing::debug!(path = %self.path.display(), line, %reason, "rejected row");
+        self.stats.reject(kind);
+        self.rejected.push(Rejected { path: self.path.clone(), line, kind, reason, raw: raw_text(raw) });
+    }
+
+    /// One parsed record: detect the format if needed, convert, and keep or reject.
+    fn record(&mut self, line: usize, raw: &[u8], obj: &Map<String, Value>, messages_from_string: bool) {
+        if self.first_keys.is_none() {
+            self.first_keys = Some(obj.keys().cloned().collect());
+        }
+        if self.format.is_none() {
+            self.format = DataFormat::auto_detect(obj);
+            if let Some(f) = &self.format {
+                tracing::debug!(path = %self.path.display(), line, format = f.kind(), "detected data format");
+            }
+        }
+        let Some(format) = &self.format else {
+            let keys: Vec<&String> = obj.keys().collect();
+            return self.reject(line, raw, (RejectKind::UnknownFormat, format!("no known fields in {keys:?}")));
+        };
+        match to_example(obj, format, messages_from_string) {
+            Ok(ex) => {
+                self.stats.accepted += 1;
+                self.examples.push(ex);
+                self.lines.push(line);
+            }
+            Err(r) => self.reject(line, raw, r),
+        }
+    }
+
+    fn finish(self, max_reject_fraction: Option<f64>) -> Result<LoadedData> {
+        let Some(format) = self.format else {
+            return Err(match self.first_keys {
+                Some(keys) => DataError::UnknownFormat {
+                    path: self.path,
+                    reason: format!("no known fields in the first record's keys {keys:?}; set the format"),
+                },
+                None => {
+                    DataError::EmptyDataset { path: self.path, rows: self.stats.rows, rejected: self.stats.rejected }
+                }
+            });
+        };
+        if self.examples.is_empty() {
+            return Err(DataError::EmptyDataset {
+                path: self.path,
+                rows: self.stats.rows,
+                rejected: self.stats.rejected,
+            });
+        }
+        let fraction = self.stats.reject_fraction();
+        if let Some(max) = max_reject_fraction {
+            if fraction > max {
+                return Err(DataError::TooManyRejected {
+                    path: self.path,
+                    rows: self.stats.rows,
+                    rejected: self.stats.rejected,
+                    fraction,
+                    max,
+                });
+            }
+        }
+        Ok(LoadedData {
+            path: self.path,
+            format,
+            examples: self.examples,
+            lines: self.lines,
+            rejected: self.rejected,
+            stats: self.stats,
+        })
+    }
+}
+
+fn type_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Reads JSONL line by line as bytes, so a non-UTF-8 line is rejected rather than fatal.
+fn read_jsonl<R: BufRead>(sink: &mut Sink, mut reader: R) -> Result<()> {
+    let mut buf = Vec::new();
+    let mut line = 0usize;
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).map_err(|e| DataError::io(&sink.path, e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        line += 1;
+        let mut bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        if line == 1 {
+            bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            sink.stats.blank_lines += 1;
+            continue;
+        }
+        sink.stats.rows += 1;
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let reason = format!("not valid UTF-8 (bad byte at column {})", e.valid_up_to() + 1);
+                sink.reject(line, bytes, (RejectKind::InvalidUtf8, reason));
+                continue;
+            }
+        };
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(obj)) => sink.record(line, bytes, &obj, false),
+            Ok(other) => {
+                let reason = format!("expected a JSON object, found {}", type_of(&other));
+                sink.reject(line, bytes, (RejectKind::NotAnObject, reason));
+            }
+            Err(e) => sink.reject(line, bytes, (RejectKind::InvalidJson, format!("invalid JSON: {e}"))),
+        }
+    }
+}
+
+/// Reads CSV with a header row. Every cell is a string; a `messages` cell holds a JSON list.
+fn read_csv<R: BufRead>(sink: &mut Sink, reader: R) -> Result<()> {
+    let mut csv = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(reader);
+    let header_err =
+        |reason: String| DataError::InvalidRecord { path: sink.path.clone(), line: 1, field: "header".into(), reason };
+    let headers = csv.byte_headers().map_err(|e| header_err(e.to_string()))?.clone();
+    let mut names = Vec::with_capacity(headers.len());
+    for (i, h) in headers.iter().enumerate() {
+        let name = std::str::from_utf8(h).map_err(|_| header_err(format!("column {} is not valid UTF-8", i + 1)))?;
+        names.push(name.trim().to_string());
+    }
+    if let Some(format) = &sink.format {
+        for field in format.required_fields() {
+            if !names.iter().any(|n| n == field) {
+                return Err(DataError::InvalidRecord {
+                    path: sink.path.clone(),
+                    line: 1,
+                    field: field.to_string(),
+                    reason: format!("column missing from the CSV header {names:?}"),
+                });
+            }
+        }
+    }
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let ok = match csv.read_byte_record(&mut record) {
+            Ok(ok) => ok,
+            Err(e) => match e.kind() {
+                csv::ErrorKind::Io(_) => return Err(DataError::io(&sink.path, std::io::Error::other(e.to_string()))),
+                _ => {
+                    let line = e.position().map_or(0, |p| p.line() as usize);
+                    sink.stats.rows += 1;
+                    sink.reject(line, b"", (RejectKind::InvalidCsv, format!("invalid CSV: {e}")));
+                    continue;
+                }
+            },
+        };
+        if !ok {
+            return Ok(());
+        }
+        csv_row(sink, &names, &record);
+    }
+}
+
+fn csv_row(sink: &mut Sink, names: &[String], record: &csv::ByteRecord) {
+    let line = record.position().map_or(0, |p| p.line() as usize);
+    sink.stats.rows += 1;
+    let raw = record.iter().collect::<Vec<_>>().join(&b","[..]);
+    if record.len() != names.len() {
+        let reason = format!("expected {} fields (as in the header), found {}", names.len(), record.len());
+        return sink.reject(line, &raw, (RejectKind::FieldCount, reason));
+    }
+    let mut obj = Map::new();
+    for (name, cell) in names.iter().zip(record.iter()) {
+        match std::str::from_utf8(cell) {
+            Ok(s) => {
+                obj.insert(name.clone(), Value::String(s.to_string()));
+            }
+            Err(_) => {
+                let reason = format!("field `{name}` is not valid UTF-8");
+                return sink.reject(line, &raw, (RejectKind::InvalidUtf8, reason));
+            }
+        }
+    }
+    sink.record(line, &raw, &obj, true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(bytes: &[u8], kind: FileKind) -> Result<LoadedData> {
+        load_reader(Path::new("t"), std::io::Cursor::new(bytes.to_vec()), kind, &LoadOptions::default())
+    }
+
+    #[test]
+    fn jsonl_bom_crlf_and_missing_final_newline() -> Result<()> {
+        let data = load(b"\xEF\xBB\xBF{\"text\":\"a\"}\r\n\r\n{\"text\":\"b\"}", FileKind::Jsonl)?;
+        assert_eq!(data.examples, [Example::Text("a".into()), Example::Text("b".into())]);
+        assert_eq!(data.lines, [1, 3]);
+        assert_eq!((data.stats.rows, data.stats.blank_lines), (2, 1));
+        Ok(())
+    }
+
+    #[test]
+    fn csv_non_utf8_cell_is_rejected() -> Result<()> {
+        let data = load(b"text,id\nok,1\ncaf\xe9,2\n", FileKind::Csv)?;
+        assert_eq!(data.lines, [2]);
+        assert_eq!(data.rejected.len(), 1);
+        assert_eq!((data.rejected[0].line, data.rejected[0].kind), (3, RejectKind::InvalidUtf8));
+        assert_eq!(data.rejected[0].reason, "field `text` is not valid UTF-8");
+        assert_eq!(data.rejected[0].raw, "caf\u{fffd},2");
+        Ok(())
+    }
+
+    #[test]
+    fn bad_options_are_errors() {
+        let opts = LoadOptions { max_reject_fraction: Some(1.5), ..Default::default() };
+        let r = load_reader(Path::new("t"), std::io::Cursor::new(b"{}".to_vec()), FileKind::Jsonl, &opts);
+        assert!(matches!(r, Err(DataError::InvalidOption { field, .. }) if field == "max_reject_fraction"));
+        assert!(matches!(
+            load_file(Path::new("x.parquet"), &LoadOptions::default()),
+            Err(DataError::InvalidOption { .. })
+        ));
+    }
+}

@@ -1,0 +1,297 @@
+//! One record (a JSON object, or a CSV row seen as an object of strings) → one [`Example`], or
+//! the reason it is rejected.
+use serde_json::{Map, Value};
+use tuneguard_model::chat::ChatMessage;
+
+use crate::format::DataFormat;
+
+/// One training example, before templating.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Example {
+    /// A conversation (roles `system`, `user`, `assistant`; at least one assistant turn). It is
+    /// rendered with the model's chat template and only assistant turns are supervised.
+    Chat(Vec<ChatMessage>),
+    /// Plain text, supervised on every token.
+    Text(String),
+}
+
+/// Why a row was rejected (the category counted in [`crate::LoadStats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectKind {
+    /// The line is not valid UTF-8.
+    InvalidUtf8,
+    /// The line is not valid JSON.
+    InvalidJson,
+    /// The JSON value is not an object.
+    NotAnObject,
+    /// A required field is absent (or null).
+    MissingField,
+    /// A required field is empty or only whitespace.
+    EmptyField,
+    /// A field has the wrong JSON type.
+    WrongType,
+    /// A `messages` list has a role other than system/user/assistant.
+    BadRole,
+    /// A `messages` list has no assistant turn.
+    NoAssistantTurn,
+    /// A CSV record cannot be parsed.
+    InvalidCsv,
+    /// A CSV row has a different number of fields from the header.
+    FieldCount,
+    /// The format could not be detected from this record's keys.
+    UnknownFormat,
+}
+
+impl RejectKind {
+    /// Stable snake_case name, as written in stats.
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectKind::InvalidUtf8 => "invalid_utf8",
+            RejectKind::InvalidJson => "invalid_json",
+            RejectKind::NotAnObject => "not_an_object",
+            RejectKind::MissingField => "missing_field",
+            RejectKind::EmptyField => "empty_field",
+            RejectKind::WrongType => "wrong_type",
+            RejectKind::BadRole => "bad_role",
+            RejectKind::NoAssistantTurn => "no_assistant_turn",
+            RejectKind::InvalidCsv => "invalid_csv",
+            RejectKind::FieldCount => "field_count",
+            RejectKind::UnknownFormat => "unknown_format",
+        }
+    }
+}
+
+/// A rejection reason before it is tied to a file and line.
+pub(crate) type Reject = (RejectKind, String);
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The non-empty string at `key`, naming `label` (e.g. `messages[2].content`) in the reason.
+fn required_str<'a>(obj: &'a Map<String, Value>, key: &str, label: &str) -> Result<&'a str, Reject> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Err((RejectKind::MissingField, format!("missing field `{label}`"))),
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            Err((RejectKind::EmptyField, format!("field `{label}` is empty")))
+        }
+        Some(Value::String(s)) => Ok(s),
+        Some(v) => Err((RejectKind::WrongType, format!("field `{label}` must be a string, found {}", type_name(v)))),
+    }
+}
+
+/// The optional string at `key`: absent, null and whitespace-only give `None`.
+fn optional_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, Reject> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err((RejectKind::WrongType, format!("field `{key}` must be a string, found {}", type_name(v)))),
+    }
+}
+
+/// Converts one record. `messages_from_string`: a messages field given as a JSON string is
+/// parsed (CSV cells are always strings).
+pub(crate) fn to_example(
+    obj: &Map<String, Value>,
+    format: &DataFormat,
+    messages_from_string: bool,
+) -> Result<Example, Reject> {
+    match format {
+        DataFormat::Instruction { instruction, context, response } => {
+            let ins = required_str(obj, instruction, instruction)?;
+            let ctx = optional_str(obj, context)?;
+            let resp = required_str(obj, response, response)?;
+            let user = match ctx {
+                Some(c) => format!("{ins}\n\n{c}"),
+                None => ins.to_string(),
+            };
+            Ok(Example::Chat(vec![ChatMessage::new("user", user), ChatMessage::new("assistant", resp)]))
+        }
+        DataFormat::PromptCompletion { prompt, completion } => {
+            let p = required_str(obj, prompt, prompt)?;
+            let c = required_str(obj, completion, completion)?;
+            Ok(Example::Chat(vec![ChatMessage::new("user", p), ChatMessage::new("assistant", c)]))
+        }
+        DataFormat::Messages { field } => {
+            let parsed;
+            let list = match obj.get(field) {
+                None | Some(Value::Null) => return Err((RejectKind::MissingField, format!("missing field `{field}`"))),
+                Some(Value::String(s)) if messages_from_string => {
+                    parsed = serde_json::from_str::<Value>(s).map_err(|e| {
+                        (RejectKind::InvalidJson, format!("field `{field}` is not a JSON list of messages: {e}"))
+                    })?;
+                    &parsed
+                }
+                Some(v) => v,
+            };
+            messages(list, field).map(Example::Chat)
+        }
+        DataFormat::Text { field } => Ok(Example::Text(required_str(obj, field, field)?.to_string())),
+    }
+}
+
+/// Validates an OpenAI-style message list.
+fn messages(list: &Value, field: &str) -> Result<Vec<ChatMessage>, Reject> {
+    let Value::Array(items) = list else {
+        return Err((RejectKind::WrongType, format!("field `{field}` must be a list, found {}", type_name(list))));
+    };
+    if items.is_empty() {
+        return Err((RejectKind::EmptyField, format!("field `{field}` is an empty list")));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Value::Object(m) = item else {
+            return Err((
+                RejectKind::WrongType,
+                format!("`{field}[{i}]` must be an object with `role` and `content`, found {}", type_name(item)),
+            ));
+        };
+        let role = required_str(m, "role", &format!("{field}[{i}].role"))?;
+        if !matches!(role, "system" | "user" | "assistant") {
+            return Err((
+                RejectKind::BadRole,
+                format!("`{field}[{i}].role` is `{role}`; expected system, user or assistant"),
+            ));
+        }
+        let content = required_str(m, "content", &format!("{field}[{i}].content"))?;
+        out.push(ChatMessage::new(role, content));
+    }
+    if !out.iter().any(|m| m.role == "assistant") {
+        return Err((RejectKind::NoAssistantTurn, format!("`{field}` has no assistant turn")));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(json: &str) -> Map<String, Value> {
+        match serde_json::from_str(json) {
+            Ok(Value::Object(m)) => m,
+            other => panic!("bad test record {json}: {other:?}"),
+        }
+    }
+
+    fn chat(pairs: &[(&str, &str)]) -> Example {
+        Example::Chat(pairs.iter().map(|(r, c)| ChatMessage::new(*r, *c)).collect())
+    }
+
+    #[test]
+    fn accepted_records() {
+        let cases: &[(&str, DataFormat, Example)] = &[
+            (
+                r#"{"instruction":"Sum.","context":"2 3","response":"5"}"#,
+                DataFormat::instruction(),
+                chat(&[("user", "Sum.\n\n2 3"), ("assistant", "5")]),
+            ),
+            (
+                r#"{"instruction":"Hi.","context":"  ","response":"Hello"}"#,
+                DataFormat::instruction(),
+                chat(&[("user", "Hi."), ("assistant", "Hello")]),
+            ),
+            (
+                r#"{"instruction":"Hi.","output":"Yo"}"#,
+                DataFormat::alpaca(),
+                chat(&[("user", "Hi."), ("assistant", "Yo")]),
+            ),
+            (
+                r#"{"prompt":"P","completion":"C"}"#,
+                DataFormat::prompt_completion(),
+                chat(&[("user", "P"), ("assistant", "C")]),
+            ),
+            (
+                r#"{"messages":[{"role":"system","content":"S"},{"role":"user","content":"U"},{"role":"assistant","content":"A"},{"role":"user","content":"U2"},{"role":"assistant","content":"A2"}]}"#,
+                DataFormat::messages(),
+                chat(&[("system", "S"), ("user", "U"), ("assistant", "A"), ("user", "U2"), ("assistant", "A2")]),
+            ),
+            (r#"{"text":"Some text."}"#, DataFormat::text(), Example::Text("Some text.".into())),
+        ];
+        for (json, format, want) in cases {
+            assert_eq!(to_example(&rec(json), format, false).as_ref(), Ok(want), "{json}");
+        }
+    }
+
+    #[test]
+    fn rejected_records_name_the_field() {
+        let cases: &[(&str, DataFormat, RejectKind, &str)] = &[
+            (r#"{"instruction":"x"}"#, DataFormat::instruction(), RejectKind::MissingField, "missing field `response`"),
+            (
+                r#"{"instruction":"x","response":""}"#,
+                DataFormat::instruction(),
+                RejectKind::EmptyField,
+                "field `response` is empty",
+            ),
+            (
+                r#"{"instruction":"x","response":null}"#,
+                DataFormat::instruction(),
+                RejectKind::MissingField,
+                "missing field `response`",
+            ),
+            (
+                r#"{"instruction":3,"response":"y"}"#,
+                DataFormat::instruction(),
+                RejectKind::WrongType,
+                "field `instruction` must be a string, found a number",
+            ),
+            (
+                r#"{"prompt":"p","completion":" "}"#,
+                DataFormat::prompt_completion(),
+                RejectKind::EmptyField,
+                "field `completion` is empty",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"U"}]}"#,
+                DataFormat::messages(),
+                RejectKind::NoAssistantTurn,
+                "`messages` has no assistant turn",
+            ),
+            (r#"{"messages":[]}"#, DataFormat::messages(), RejectKind::EmptyField, "field `messages` is an empty list"),
+            (
+                r#"{"messages":"hi"}"#,
+                DataFormat::messages(),
+                RejectKind::WrongType,
+                "field `messages` must be a list, found a string",
+            ),
+            (
+                r#"{"messages":[{"role":"tool","content":"x"}]}"#,
+                DataFormat::messages(),
+                RejectKind::BadRole,
+                "`messages[0].role` is `tool`; expected system, user or assistant",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":""}]}"#,
+                DataFormat::messages(),
+                RejectKind::EmptyField,
+                "field `messages[1].content` is empty",
+            ),
+            (
+                r#"{"messages":[{"role":"user"}]}"#,
+                DataFormat::messages(),
+                RejectKind::MissingField,
+                "missing field `messages[0].content`",
+            ),
+            (r#"{"body":"x"}"#, DataFormat::text(), RejectKind::MissingField, "missing field `text`"),
+        ];
+        for (json, format, kind, reason) in cases {
+            assert_eq!(to_example(&rec(json), format, false), Err((*kind, reason.to_string())), "{json}");
+        }
+    }
+
+    #[test]
+    fn messages_as_json_string_when_allowed() {
+        let r =
+            rec(r#"{"messages":"[{\"role\":\"user\",\"content\":\"U\"},{\"role\":\"assistant\",\"content\":\"A\"}]"}"#);
+        assert_eq!(to_example(&r, &DataFormat::messages(), true), Ok(chat(&[("user", "U"), ("assistant", "A")])));
+        assert_eq!(to_example(&r, &DataFormat::messages(), false).map_err(|e| e.0), Err(RejectKind::WrongType));
+    }
+}

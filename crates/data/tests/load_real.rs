@@ -1,0 +1,193 @@
+//! Loading the real instruction data sets, and a fixture of real lines mixed with bad ones.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tuneguard_data::{load_file, write_rejected, DataError, DataFormat, Example, FileKind, LoadOptions, RejectKind};
+
+fn instruction_file(name: &str) -> PathBuf {
+    tuneguard_model::testutil::shared_dir().join("data/instruction").join(name)
+}
+
+fn real_lines(name: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(instruction_file(name))?;
+    Ok(text.lines().take(n).map(str::to_string).collect())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::File::create(path)?.write_all(bytes)?;
+    Ok(())
+}
+
+#[test]
+fn selfinstruct_seed_tasks_all_accepted() -> anyhow::Result<()> {
+    let data = load_file(&instruction_file("selfinstruct_seed_tasks.jsonl"), &LoadOptions::default())?;
+    assert_eq!(data.format, DataFormat::instruction());
+    assert_eq!(data.stats.rows, 175);
+    assert_eq!(data.stats.accepted, 175);
+    assert!(data.rejected.is_empty(), "{:?}", data.rejected.first());
+    assert_eq!(data.lines.len(), 175);
+    assert_eq!(data.lines[174], 175);
+    // Row 1 has an empty context: the user turn is the instruction alone.
+    let Example::Chat(m) = &data.examples[0] else { anyhow::bail!("expected a chat example") };
+    assert_eq!(m.len(), 2);
+    assert!(m[0].content.starts_with("Is there anything I can eat for a breakfast"));
+    assert!(!m[0].content.contains("\n\n"));
+    assert_eq!(m[1].role, "assistant");
+    Ok(())
+}
+
+#[test]
+fn superni_context_joins_instruction() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("superni.jsonl");
+    write(&path, (real_lines("superni_en_shared.jsonl", 20)?.join("\n") + "\n").as_bytes())?;
+    let data = load_file(&path, &LoadOptions::default())?;
+    assert_eq!(data.stats.accepted, 20);
+    let Example::Chat(m) = &data.examples[0] else { anyhow::bail!("expected a chat example") };
+    assert!(m[0].content.starts_with("Craft one correct answer"));
+    assert!(m[0].content.contains("\n\nContext: I moved my stuff"));
+    assert_eq!(m[1].content, "Because she happens to find bald headed men attractive .");
+    Ok(())
+}
+
+/// Real lines with bad ones between them; each bad line is rejected with its line number.
+#[test]
+fn bad_lines_are_rejected_with_line_and_reason() -> anyhow::Result<()> {
+    let good = real_lines("selfinstruct_seed_tasks.jsonl", 4)?;
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut push = |line: &[u8]| {
+        bytes.extend_from_slice(line);
+        bytes.push(b'\n');
+    };
+    push(good[0].as_bytes()); // 1
+    push(br#"{"instruction": "Say hi.", "response": "hi""#); // 2: broken JSON
+    push(good[1].as_bytes()); // 3
+    push(b"{\"instruction\": \"caf\xe9\", \"response\": \"x\"}"); // 4: Latin-1 byte
+    push(br#"{"instruction": "Say hi.", "context": ""}"#); // 5: no response
+    push(b""); // 6: blank, skipped
+    push(br#"{"instruction": "Say hi.", "context": "", "response": "  "}"#); // 7: empty response
+    push(good[2].as_bytes()); // 8
+    push(br#"{"instruction": "Say hi.", "messages": [{"role": "user", "content": "hi"}]}"#); // 9: wrong shape
+    push(br#"[1, 2]"#); // 10: not an object
+    push(good[3].as_bytes()); // 11
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("mixed.jsonl");
+    write(&path, &bytes)?;
+    let data = load_file(&path, &LoadOptions::default())?;
+    assert_eq!(data.lines, [1, 3, 8, 11]);
+    assert_eq!(data.stats.rows, 10);
+    assert_eq!(data.stats.blank_lines, 1);
+    let got: Vec<(usize, RejectKind)> = data.rejected.iter().map(|r| (r.line, r.kind)).collect();
+    assert_eq!(
+        got,
+        [
+            (2, RejectKind::InvalidJson),
+            (4, RejectKind::InvalidUtf8),
+            (5, RejectKind::MissingField),
+            (7, RejectKind::EmptyField),
+            (9, RejectKind::MissingField),
+            (10, RejectKind::NotAnObject),
+        ]
+    );
+    assert!(data.rejected[0].reason.starts_with("invalid JSON: EOF while parsing"), "{}", data.rejected[0].reason);
+    assert_eq!(data.rejected[1].reason, "not valid UTF-8 (bad byte at column 21)");
+    assert_eq!(data.rejected[2].reason, "missing field `response`");
+    assert_eq!(data.rejected[3].reason, "field `response` is empty");
+    assert_eq!(data.rejected[1].raw, "{\"instruction\": \"caf\u{fffd}\", \"response\": \"x\"}");
+    assert_eq!(data.rejected[2].to_string(), format!("{}:5: missing field `response`", path.display()));
+    assert_eq!(data.stats.rejected_by_kind.get("missing_field"), Some(&2));
+
+    // rejected.jsonl in the output folder, one line per reject.
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out)?;
+    write_rejected(&out.join("rejected.jsonl"), &data.rejected)?;
+    let text = std::fs::read_to_string(out.join("rejected.jsonl"))?;
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap_or_default())?;
+    assert_eq!(text.lines().count(), 6);
+    assert_eq!(first["line"], 2);
+    assert_eq!(first["file"], path.display().to_string());
+
+    // The same file under a strict recipe stops the run, naming the fraction.
+    let strict = LoadOptions { max_reject_fraction: Some(0.1), ..Default::default() };
+    match load_file(&path, &strict) {
+        Err(e @ DataError::TooManyRejected { rejected: 6, rows: 10, .. }) => {
+            assert!(e.to_string().contains("fraction 0.6000"), "{e}");
+        }
+        other => anyhow::bail!("expected TooManyRejected, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[test]
+fn messages_without_assistant_turn_rejected() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("chat.jsonl");
+    let text = concat!(
+        r#"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}"#,
+        "\n",
+        r#"{"messages": [{"role": "user", "content": "Hi"}]}"#,
+        "\n",
+        r#"{"messages": [{"role": "user", "content": "Hi"}, {"role": "bot", "content": "Yo"}]}"#,
+        "\n",
+    );
+    write(&path, text.as_bytes())?;
+    let data = load_file(&path, &LoadOptions::default())?;
+    assert_eq!(data.format, DataFormat::messages());
+    assert_eq!(data.examples.len(), 1);
+    let got: Vec<(usize, &str)> = data.rejected.iter().map(|r| (r.line, r.reason.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (2, "`messages` has no assistant turn"),
+            (3, "`messages[1].role` is `bot`; expected system, user or assistant")
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn csv_with_header_and_quoted_newlines() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("pc.csv");
+    let text = "prompt,completion\n\
+                \"Name a colour.\",Red.\n\
+                \"Two lines:\nhere\",\"A, B\"\n\
+                only one field\n\
+                \"Empty answer\",\n";
+    write(&path, text.as_bytes())?;
+    let data = load_file(&path, &LoadOptions::default())?;
+    assert_eq!(data.format, DataFormat::prompt_completion());
+    assert_eq!(data.lines, [2, 3]);
+    let Example::Chat(m) = &data.examples[1] else { anyhow::bail!("expected a chat example") };
+    assert_eq!((m[0].content.as_str(), m[1].content.as_str()), ("Two lines:\nhere", "A, B"));
+    let got: Vec<(usize, RejectKind)> = data.rejected.iter().map(|r| (r.line, r.kind)).collect();
+    assert_eq!(got, [(5, RejectKind::FieldCount), (6, RejectKind::EmptyField)]);
+
+    // A format naming a column the header lacks is an error naming the column.
+    let opts = LoadOptions { format: Some(DataFormat::alpaca()), file_kind: Some(FileKind::Csv), ..Default::default() };
+    match load_file(&path, &opts) {
+        Err(DataError::InvalidRecord { line: 1, field, .. }) => assert_eq!(field, "instruction"),
+        other => anyhow::bail!("expected InvalidRecord, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[test]
+fn empty_and_undetectable_data_sets_are_errors() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let empty = dir.path().join("empty.jsonl");
+    write(&empty, b"\n\n")?;
+    assert!(matches!(load_file(&empty, &LoadOptions::default()), Err(DataError::EmptyDataset { rows: 0, .. })));
+    let all_bad = dir.path().join("bad.jsonl");
+    write(&all_bad, b"{\"text\": \"\"}\n{oops\n")?;
+    assert!(matches!(
+        load_file(&all_bad, &LoadOptions::default()),
+        Err(DataError::EmptyDataset { rows: 2, rejected: 2, .. })
+    ));
+    let unknown = dir.path().join("unknown.jsonl");
+    write(&unknown, b"{\"question\": \"q\", \"answer\": \"a\"}\n")?;
+    assert!(matches!(load_file(&unknown, &LoadOptions::default()), Err(DataError::UnknownFormat { .. })));
+    let missing = dir.path().join("nope.jsonl");
+    assert!(matches!(load_file(&missing, &LoadOptions::default()), Err(DataError::Io { .. })));
+    Ok(())
+}
