@@ -4,6 +4,7 @@ mod convert;
 mod generate;
 mod inspect;
 mod model_path;
+mod train;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Write a model as a float32 Hugging Face safetensors directory (merging a LoRA adapter).
     Convert(convert::ConvertArgs),
+    /// LoRA fine-tuning from a recipe, writing a PEFT adapter and the run's metrics.
+    Train(train::TrainArgs),
 }
 
 /// Exit code for bad input (unreadable model, bad arguments), as clap uses for usage errors.
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Train(args) => train::run_cmd(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -69,6 +73,8 @@ fn main() -> ExitCode {
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("error: {msg}");
             let bad_input = e.downcast_ref::<tuneguard_model::ModelError>().is_some()
+                || e.downcast_ref::<tuneguard_train::recipe::RecipeError>().is_some()
+                || e.downcast_ref::<tuneguard_train::run::RunError>().is_some()
                 || e.downcast_ref::<model_path::MissingDefaultModel>().is_some();
             ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { 1 })
         }

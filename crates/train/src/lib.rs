@@ -5,6 +5,8 @@ pub mod error;
 pub mod init;
 pub mod linear_grad;
 pub mod optim;
+pub mod recipe;
+pub mod run;
 pub mod schedule;
 pub mod step;
 pub mod tensor_ops;
