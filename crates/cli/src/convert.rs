@@ -21,6 +21,25 @@ pub struct ConvertArgs {
     out: PathBuf,
 }
 
+#[derive(Args)]
+pub struct MergeArgs {
+    /// Base model: GGUF file or Hugging Face directory (default: models/SmolLM2-135M-Instruct.Q4_1.gguf).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// PEFT LoRA adapter directory to merge.
+    #[arg(long)]
+    adapter: PathBuf,
+    /// Output directory (must not exist).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+impl From<MergeArgs> for ConvertArgs {
+    fn from(m: MergeArgs) -> Self {
+        ConvertArgs { model: m.model, adapter: Some(m.adapter), out: m.out }
+    }
+}
+
 pub fn run(args: ConvertArgs) -> Result<()> {
     let path = model_path::resolve(args.model.as_deref())?;
     let m = tuneguard_model::load_with_adapter(&path, args.adapter.as_deref())?;

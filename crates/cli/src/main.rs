@@ -35,6 +35,9 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Write a model as a float32 Hugging Face safetensors directory (merging a LoRA adapter).
     Convert(convert::ConvertArgs),
+    /// Merge a LoRA adapter into the base model and write a float32 Hugging Face directory
+    /// (the same as `convert --adapter`).
+    Merge(convert::MergeArgs),
     /// LoRA fine-tuning from a recipe, writing a PEFT adapter and the run's metrics.
     Train(train::TrainArgs),
 }
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Merge(args) => convert::run(args.into()),
         Command::Train(args) => train::run_cmd(args),
     };
     match result {
