@@ -22,6 +22,16 @@ pub struct LoraWeights {
     pub scale: f32,
 }
 
+impl LoraWeights {
+    /// `y (t, out) += scale · (x Aᵀ) Bᵀ` for x (t, in).
+    pub fn add_update(&self, x: &[f32], t: usize, n_in: usize, n_out: usize, y: &mut [f32]) {
+        let mut ax = vec![0f32; t * self.rank];
+        ops::matmul_wt(x, &self.a, &mut ax, t, n_in, self.rank, false, Parallelism::None);
+        ax.iter_mut().for_each(|v| *v *= self.scale);
+        ops::matmul_wt(&ax, &self.b, y, t, self.rank, n_out, true, ops::parallelism());
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Linear {
     pub out_features: usize,
@@ -56,6 +66,14 @@ impl Linear {
 
     /// `y (t, out) = x (t, in) · Wᵀ + b + scale · (x Aᵀ) Bᵀ`.
     pub fn forward(&self, x: &[f32], t: usize, y: &mut [f32]) {
+        self.forward_base(x, t, y);
+        if let Some(l) = &self.lora {
+            l.add_update(x, t, self.in_features, self.out_features, y);
+        }
+    }
+
+    /// `y (t, out) = x (t, in) · Wᵀ + b`, without the LoRA update.
+    pub fn forward_base(&self, x: &[f32], t: usize, y: &mut [f32]) {
         let (n_out, n_in) = (self.out_features, self.in_features);
         debug_assert_eq!(x.len(), t * n_in);
         debug_assert_eq!(y.len(), t * n_out);
@@ -76,12 +94,6 @@ impl Linear {
                     *o += bv;
                 }
             }
-        }
-        if let Some(l) = &self.lora {
-            let mut ax = vec![0f32; t * l.rank];
-            ops::matmul_wt(x, &l.a, &mut ax, t, n_in, l.rank, false, Parallelism::None);
-            ax.iter_mut().for_each(|v| *v *= l.scale);
-            ops::matmul_wt(&ax, &l.b, y, t, l.rank, n_out, true, ops::parallelism());
         }
     }
 

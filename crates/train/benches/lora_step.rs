@@ -1,10 +1,12 @@
 //! LoRA training-step throughput, same shapes as `shared/bench/pytorch/bench_train.py --mode lora`:
 //! r 16, alpha 32, all seven projections, AdamW, batch B × T tokens of real chat text, 2 threads.
-//! Not a test: `cargo bench -p tuneguard-train --bench lora_step -- [--batch 4] [--seq 256] [--steps 3]`.
+//! Not a test: `cargo bench -p tuneguard-train --bench lora_step -- [--batch 4] [--seq 256] [--steps 3]
+//! [--dropout-pct 5]`.
 use std::time::Instant;
 
 use tuneguard_model::chat::ChatMessage;
 use tuneguard_train::init::init_lora;
+use tuneguard_train::linear_grad::Dropout;
 use tuneguard_train::optim::{clip_grad_norm, AdamW, AdamWConfig};
 use tuneguard_train::step::{count_supervised, loss_and_grads, Grads, Sequence};
 
@@ -24,6 +26,8 @@ fn peak_rss_mib() -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (batch, seq, steps) = (arg("--batch", 4), arg("--seq", 256), arg("--steps", 3));
+    // LoRA dropout in percent (bench_train.py uses 0.05: `--dropout-pct 5`).
+    let dropout_p = arg("--dropout-pct", 0) as f32 / 100.0;
     rayon::ThreadPoolBuilder::new().num_threads(arg("--threads", 2)).build_global()?;
     let mut m = tuneguard_model::load(&tuneguard_model::testutil::default_model_path())?;
     let targets: Vec<String> = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -55,7 +59,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             rows[step * batch..(step + 1) * batch].iter().map(|(i, l)| Sequence { input_ids: i, labels: l }).collect();
         let t = Instant::now();
         let mut grads: Grads = Vec::new();
-        let loss = loss_and_grads(&m.model, &batch_rows, count_supervised(&batch_rows), &mut grads)?;
+        let loss = {
+            let dropout = (dropout_p > 0.0).then_some(Dropout { p: dropout_p, seed: step as u64 });
+            loss_and_grads(&m.model, &batch_rows, count_supervised(&batch_rows), dropout, &mut grads)?
+        };
         clip_grad_norm(&mut grads, 1.0);
         opt.update(&mut m.model, &grads)?;
         let dt = t.elapsed().as_secs_f64();
@@ -68,7 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "{}",
         serde_json::json!({
-            "bench": "lora_step", "engine": "tuneguard", "batch": batch, "seq": seq, "rank": 16,
+            "bench": "lora_step", "engine": "tuneguard", "batch": batch, "seq": seq, "rank": 16, "lora_dropout": dropout_p,
             "trainable_params": trainable, "s_per_step": per_step,
             "tokens_per_s": (batch * seq) as f64 / per_step, "peak_rss_mib": peak_rss_mib(),
         })

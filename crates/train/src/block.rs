@@ -7,7 +7,7 @@ use tuneguard_model::llama::Layer;
 use tuneguard_model::ops;
 use tuneguard_model::rope::RopeAngles;
 
-use crate::linear_grad::{self, LoraGrad};
+use crate::linear_grad::{self, splitmix64, Dropout, LoraCache, LoraGrad};
 use crate::tensor_ops::{add_into, mm, rms_norm_bwd, rms_norm_fwd, sigmoid};
 
 /// Activations of one block kept for its backward pass.
@@ -15,8 +15,8 @@ pub struct BlockCache {
     x_in: Vec<f32>,
     rstd1: Vec<f32>,
     h1: Vec<f32>,
-    /// LoRA `x Aᵀ` per projection, in [`Layer::projections`] order.
-    u: [Option<Vec<f32>>; 7],
+    /// LoRA branch caches per projection, in [`Layer::projections`] order.
+    u: [Option<LoraCache>; 7],
     /// Rotated q (t, h·hd), rotated k and v (t, kv·hd).
     q: Vec<f32>,
     k: Vec<f32>,
@@ -35,14 +35,23 @@ pub struct BlockCache {
 /// Gradients of the seven projections' LoRA pairs of one block ([`Layer::projections`] order).
 pub type BlockGrads = [Option<LoraGrad>; 7];
 
-/// x (t, d) → block output (t, d), plus what the backward pass needs.
-pub fn forward(cfg: &ModelConfig, l: &Layer, x: Vec<f32>, t: usize, angles: &RopeAngles) -> (Vec<f32>, BlockCache) {
+/// x (t, d) → block output (t, d), plus what the backward pass needs. `dropout` (p, seed) is
+/// applied to each LoRA branch's input with a seed derived per projection.
+pub fn forward(
+    cfg: &ModelConfig,
+    l: &Layer,
+    x: Vec<f32>,
+    t: usize,
+    angles: &RopeAngles,
+    dropout: Option<Dropout>,
+) -> (Vec<f32>, BlockCache) {
+    let drop = |i: u64| dropout.map(|d| Dropout { p: d.p, seed: splitmix64(d.seed ^ (i << 56)) });
     let (hd, nh, nkv) = (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads);
     let eps = cfg.rms_norm_eps as f32;
     let (h1, rstd1) = rms_norm_fwd(&x, &l.input_norm, eps);
-    let (mut q, uq) = linear_grad::forward(&l.q_proj, &h1, t);
-    let (mut k, uk) = linear_grad::forward(&l.k_proj, &h1, t);
-    let (v, uv) = linear_grad::forward(&l.v_proj, &h1, t);
+    let (mut q, uq) = linear_grad::forward(&l.q_proj, &h1, t, drop(0));
+    let (mut k, uk) = linear_grad::forward(&l.k_proj, &h1, t, drop(1));
+    let (v, uv) = linear_grad::forward(&l.v_proj, &h1, t, drop(2));
     angles.apply(&mut q, nh);
     angles.apply(&mut k, nkv);
     let (group, kvw, scale) = (nh / nkv, nkv * hd, 1.0 / (hd as f32).sqrt());
@@ -68,14 +77,14 @@ pub fn forward(cfg: &ModelConfig, l: &Layer, x: Vec<f32>, t: usize, angles: &Rop
         }
     }
     let probs = per_head.into_iter().map(|(p, _)| p).collect();
-    let (o, uo) = linear_grad::forward(&l.o_proj, &attn, t);
+    let (o, uo) = linear_grad::forward(&l.o_proj, &attn, t, drop(3));
     let mut x_mid = x.clone();
     add_into(&mut x_mid, &o);
     let (h2, rstd2) = rms_norm_fwd(&x_mid, &l.post_attention_norm, eps);
-    let (gate, ug) = linear_grad::forward(&l.gate_proj, &h2, t);
-    let (up, uu) = linear_grad::forward(&l.up_proj, &h2, t);
+    let (gate, ug) = linear_grad::forward(&l.gate_proj, &h2, t, drop(4));
+    let (up, uu) = linear_grad::forward(&l.up_proj, &h2, t, drop(5));
     let act: Vec<f32> = gate.iter().zip(&up).map(|(&g, &u)| g * sigmoid(g) * u).collect();
-    let (down, ud) = linear_grad::forward(&l.down_proj, &act, t);
+    let (down, ud) = linear_grad::forward(&l.down_proj, &act, t, drop(6));
     let mut out = x_mid.clone();
     add_into(&mut out, &down);
     let cache = BlockCache {
@@ -110,7 +119,7 @@ pub fn backward(
 ) -> Vec<f32> {
     let (hd, nh, nkv) = (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads);
     let [gq, gk, gv, go, gg, gu, gd] = grads;
-    let u = |i: usize| c.u[i].as_deref();
+    let u = |i: usize| c.u[i].as_ref();
     // MLP: out = x_mid + down(silu(gate) ⊙ up).
     let d_act = linear_grad::backward(&l.down_proj, &c.act, u(6), &d_out, t, gd);
     let mut d_gate = vec![0f32; d_act.len()];

@@ -77,6 +77,9 @@ pub struct LoraSection {
     /// lora_alpha; the update is scaled by alpha / r.
     #[serde(default = "d_alpha")]
     pub alpha: f32,
+    /// Dropout probability on the LoRA branch's input, in [0, 1).
+    #[serde(default)]
+    pub dropout: f32,
     /// Projections to adapt, PEFT names.
     #[serde(default = "d_targets")]
     pub target_modules: Vec<String>,
@@ -177,7 +180,7 @@ fn d_one() -> usize {
 
 impl Default for LoraSection {
     fn default() -> Self {
-        LoraSection { r: d_r(), alpha: d_alpha(), target_modules: d_targets() }
+        LoraSection { r: d_r(), alpha: d_alpha(), dropout: 0.0, target_modules: d_targets() }
     }
 }
 impl Default for OptimSection {
@@ -280,6 +283,9 @@ impl Recipe {
         }
         if !self.lora.alpha.is_finite() || self.lora.alpha <= 0.0 {
             return bad("lora.alpha", format!("must be > 0, got {}", self.lora.alpha));
+        }
+        if !(0.0..1.0).contains(&self.lora.dropout) {
+            return bad("lora.dropout", format!("must be in [0, 1), got {}", self.lora.dropout));
         }
         if self.data.max_len < 2 {
             return bad("data.max_len", format!("must be at least 2 tokens, got {}", self.data.max_len));

@@ -14,6 +14,7 @@ use tuneguard_data::tokenize::{ChatTokenizer, TokenizeOptions, TokenizedExample}
 use tuneguard_model::llama::{KvCache, Llama, LogitsFor};
 
 use crate::init::init_lora;
+use crate::linear_grad::{splitmix64, Dropout};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig};
 use crate::recipe::Recipe;
 use crate::schedule::lr_at;
@@ -193,8 +194,12 @@ pub fn run(recipe: &Recipe, model_path: &Path, overwrite: bool, progress: &mut d
         let n_norm = count_supervised(&seqs);
         let mut grads: Grads = Vec::new();
         let mut loss = 0.0;
-        for micro in seqs.chunks(t.batch_size) {
-            loss += loss_and_grads(&loaded.model, micro, n_norm, &mut grads)?;
+        for (micro_index, micro) in seqs.chunks(t.batch_size).enumerate() {
+            let dropout = (recipe.lora.dropout > 0.0).then(|| Dropout {
+                p: recipe.lora.dropout,
+                seed: splitmix64(t.seed ^ (step << 16) ^ micro_index as u64),
+            });
+            loss += loss_and_grads(&loaded.model, micro, n_norm, dropout, &mut grads)?;
         }
         let grad_norm = if o.max_grad_norm > 0.0 {
             clip_grad_norm(&mut grads, o.max_grad_norm as f64)
@@ -227,7 +232,7 @@ pub fn run(recipe: &Recipe, model_path: &Path, overwrite: bool, progress: &mut d
         .path
         .as_ref()
         .map_or("HuggingFaceTB/SmolLM2-135M-Instruct".to_string(), |p| p.display().to_string());
-    tuneguard_model::lora::save_adapter(&loaded.model, &out.join("adapter"), &base_name, 0.0)?;
+    tuneguard_model::lora::save_adapter(&loaded.model, &out.join("adapter"), &base_name, recipe.lora.dropout as f64)?;
     let summary = Summary {
         train_examples: train.len(),
         val_examples: val.len(),

@@ -6,6 +6,7 @@ use tuneguard_model::ops;
 
 use crate::block::{self, BlockGrads};
 use crate::error::{Result, TrainError};
+use crate::linear_grad::{splitmix64, Dropout};
 use rayon::prelude::*;
 
 use crate::tensor_ops::{add_into, mm, rms_norm_bwd, rms_norm_fwd};
@@ -30,11 +31,18 @@ pub fn count_supervised(batch: &[Sequence]) -> usize {
 /// Mean cross-entropy over the supervised tokens of `batch` and its gradient w.r.t. every LoRA
 /// matrix of `model`. `n_norm` is the number of supervised tokens the loss is averaged over
 /// (pass [`count_supervised`] of the whole optimizer step so accumulation equals one batch).
+/// `dropout` is LoRA dropout with the step's seed (each row, layer and projection derives its own).
 ///
 /// # Errors
 /// `TrainError::Batch` for mismatched lengths, ids outside the vocabulary or labels that are
 /// neither [`IGNORE`] nor a token id.
-pub fn loss_and_grads(model: &Llama, batch: &[Sequence], n_norm: usize, grads: &mut Grads) -> Result<f64> {
+pub fn loss_and_grads(
+    model: &Llama,
+    batch: &[Sequence],
+    n_norm: usize,
+    dropout: Option<Dropout>,
+    grads: &mut Grads,
+) -> Result<f64> {
     let cfg = &model.config;
     if grads.len() != cfg.num_layers {
         *grads = (0..cfg.num_layers).map(|_| Default::default()).collect();
@@ -45,7 +53,8 @@ pub fn loss_and_grads(model: &Llama, batch: &[Sequence], n_norm: usize, grads: &
         .enumerate()
         .map(|(row, seq)| {
             let mut g: Grads = (0..cfg.num_layers).map(|_| Default::default()).collect();
-            let loss = sequence(model, seq, n_norm.max(1), &mut g).map_err(|e| match e {
+            let row_dropout = dropout.map(|d| Dropout { p: d.p, seed: splitmix64(d.seed ^ row as u64) });
+            let loss = sequence(model, seq, n_norm.max(1), row_dropout, &mut g).map_err(|e| match e {
                 TrainError::Batch(m) => TrainError::Batch(format!("row {row}: {m}")),
                 other => other,
             })?;
@@ -78,7 +87,7 @@ fn add_grads(acc: &mut Grads, g: Grads) {
 }
 
 /// Adds one sequence's share of the loss (sum of its token losses / n_norm) and gradients.
-fn sequence(model: &Llama, seq: &Sequence, n_norm: usize, grads: &mut Grads) -> Result<f64> {
+fn sequence(model: &Llama, seq: &Sequence, n_norm: usize, dropout: Option<Dropout>, grads: &mut Grads) -> Result<f64> {
     let cfg = &model.config;
     let (t, d, v) = (seq.input_ids.len(), cfg.hidden_size, cfg.vocab_size);
     if t == 0 || seq.labels.len() != t {
@@ -94,8 +103,9 @@ fn sequence(model: &Llama, seq: &Sequence, n_norm: usize, grads: &mut Grads) -> 
     }
     let angles = model.rope().angles(0, t);
     let mut caches = Vec::with_capacity(cfg.num_layers);
-    for layer in &model.layers {
-        let (out, cache) = block::forward(cfg, layer, x, t, &angles);
+    for (li, layer) in model.layers.iter().enumerate() {
+        let layer_dropout = dropout.map(|d| Dropout { p: d.p, seed: splitmix64(d.seed ^ ((li as u64) << 32)) });
+        let (out, cache) = block::forward(cfg, layer, x, t, &angles, layer_dropout);
         caches.push(cache);
         x = out;
     }

@@ -43,7 +43,7 @@ fn five_steps_match_peft_trajectory() {
         AdamW::new(AdamWConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }).expect("opt");
     for want in tr["trajectory"].as_array().expect("trajectory") {
         let mut grads: Grads = Vec::new();
-        let loss = loss_and_grads(&m.model, &batch, n, &mut grads).expect("step");
+        let loss = loss_and_grads(&m.model, &batch, n, None, &mut grads).expect("step");
         let norm = clip_grad_norm(&mut grads, 1.0);
         let (wl, wn) = (want["loss"].as_f64().expect("loss"), want["grad_norm_before_clip"].as_f64().expect("norm"));
         eprintln!("step {}: loss {loss:.6} (PEFT {wl:.6}), grad norm {norm:.6} (PEFT {wn:.6})", want["step"]);
@@ -93,11 +93,11 @@ fn accumulating_micro_batches_equals_one_batch() {
     let batch: Vec<Sequence> = seqs.iter().map(|(i, l)| Sequence { input_ids: i, labels: l }).collect();
     let n = count_supervised(&batch);
     let mut whole: Grads = Vec::new();
-    let loss_whole = loss_and_grads(&m.model, &batch, n, &mut whole).expect("batch");
+    let loss_whole = loss_and_grads(&m.model, &batch, n, None, &mut whole).expect("batch");
     let mut acc: Grads = Vec::new();
     let mut loss_acc = 0.0;
     for seq in &batch {
-        loss_acc += loss_and_grads(&m.model, std::slice::from_ref(seq), n, &mut acc).expect("micro-batch");
+        loss_acc += loss_and_grads(&m.model, std::slice::from_ref(seq), n, None, &mut acc).expect("micro-batch");
     }
     assert!((loss_whole - loss_acc).abs() < 1e-6, "{loss_whole} vs {loss_acc}");
     let flat = |g: &Grads| -> Vec<f32> {
@@ -107,4 +107,49 @@ fn accumulating_micro_batches_equals_one_batch() {
     assert_eq!(a.len(), b.len());
     let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     assert!(worst < 1e-5, "accumulated gradients differ by {worst}");
+}
+
+#[test]
+fn lora_dropout_gradients_match_finite_differences() {
+    use tuneguard_train::linear_grad::Dropout;
+    let Some(model_path) = require_default_model() else { return };
+    let adapter = shared_dir().join("golden/peft_lora_r4/adapter_init");
+    let mut m = tuneguard_model::load_with_adapter(&model_path, Some(&adapter)).expect("load");
+    let t = &m.tokenizer;
+    let p = t.encode("<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n", false).expect("enc");
+    let r = t.encode("Red is a colour.<|im_end|>", false).expect("enc");
+    let labels: Vec<i64> = vec![-100i64; p.len()].into_iter().chain(r.iter().map(|&x| x as i64)).collect();
+    let ids: Vec<u32> = p.into_iter().chain(r).collect();
+    let dropout = Some(Dropout { p: 0.3, seed: 11 });
+    let loss_of = |m: &tuneguard_model::llama::Llama| {
+        let batch = [Sequence { input_ids: &ids, labels: &labels }];
+        let mut g: Grads = Vec::new();
+        loss_and_grads(m, &batch, count_supervised(&batch), dropout, &mut g).expect("loss")
+    };
+    let batch = [Sequence { input_ids: &ids, labels: &labels }];
+    let mut grads: Grads = Vec::new();
+    loss_and_grads(&m.model, &batch, count_supervised(&batch), dropout, &mut grads).expect("grads");
+    // The largest gradient entries of layer 3's down_proj A and B, checked by central differences.
+    for which in ["A", "B"] {
+        let g = grads[3][6].as_ref().expect("grad");
+        let gv = if which == "A" { &g.a } else { &g.b };
+        let (i, &analytic) = gv.iter().enumerate().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).expect("nonempty");
+        let eps = 1e-2f32;
+        let bump = |model: &mut tuneguard_model::llama::Llama, delta: f32| {
+            let lora = model.layers[3].down_proj.lora.as_mut().expect("lora");
+            let v = if which == "A" { &mut lora.a } else { &mut lora.b };
+            v[i] += delta;
+        };
+        bump(&mut m.model, eps);
+        let up = loss_of(&m.model);
+        bump(&mut m.model, -2.0 * eps);
+        let down = loss_of(&m.model);
+        bump(&mut m.model, eps);
+        let numeric = (up - down) / (2.0 * eps as f64);
+        eprintln!("lora_{which}[{i}]: analytic {analytic:.6e}, numeric {numeric:.6e}");
+        assert!(
+            (numeric - analytic as f64).abs() < 0.05 * analytic.abs() as f64 + 1e-5,
+            "{which}: {numeric} vs {analytic}"
+        );
+    }
 }
