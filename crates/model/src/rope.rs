@@ -47,10 +47,16 @@ impl Rope {
 
     /// Angles for positions `start..start + t`.
     pub fn angles(&self, start: usize, t: usize) -> RopeAngles {
+        let positions: Vec<usize> = (start..start + t).collect();
+        self.angles_at(&positions)
+    }
+
+    /// Angles for arbitrary positions, one row each (packed rows restart at 0 per example).
+    pub fn angles_at(&self, positions: &[usize]) -> RopeAngles {
         let half = self.inv_freq.len();
-        let mut cos = Vec::with_capacity(t * half);
-        let mut sin = Vec::with_capacity(t * half);
-        for p in start..start + t {
+        let mut cos = Vec::with_capacity(positions.len() * half);
+        let mut sin = Vec::with_capacity(positions.len() * half);
+        for &p in positions {
             for &f in &self.inv_freq {
                 let a = p as f32 * f;
                 cos.push(a.cos());

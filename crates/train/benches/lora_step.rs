@@ -56,7 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut times = Vec::new();
     for step in 0..=steps {
         let batch_rows: Vec<Sequence> =
-            rows[step * batch..(step + 1) * batch].iter().map(|(i, l)| Sequence { input_ids: i, labels: l }).collect();
+            rows[step * batch..(step + 1) * batch].iter().map(|(i, l)| Sequence::new(i, l)).collect();
         let t = Instant::now();
         let mut grads: Grads = Vec::new();
         let loss = {

@@ -35,14 +35,17 @@ pub struct BlockCache {
 /// Gradients of the seven projections' LoRA pairs of one block ([`Layer::projections`] order).
 pub type BlockGrads = [Option<LoraGrad>; 7];
 
-/// x (t, d) → block output (t, d), plus what the backward pass needs. `dropout` (p, seed) is
-/// applied to each LoRA branch's input with a seed derived per projection.
+/// x (t, d) → block output (t, d), plus what the backward pass needs. Query i attends keys
+/// `first_key[i]..=i` (0 for plain causal attention; its example's first token when examples
+/// are packed into one row). `dropout` (p, seed) is applied to each LoRA branch's input with a
+/// seed derived per projection.
 pub fn forward(
     cfg: &ModelConfig,
     l: &Layer,
     x: Vec<f32>,
     t: usize,
     angles: &RopeAngles,
+    first_key: &[usize],
     dropout: Option<Dropout>,
 ) -> (Vec<f32>, BlockCache) {
     let drop = |i: u64| dropout.map(|d| Dropout { p: d.p, seed: splitmix64(d.seed ^ (i << 56)) });
@@ -64,7 +67,8 @@ pub fn forward(
             ops::matmul_strided(&q[h * hd..], (nh * hd, 1), &k[g * hd..], (1, kvw), &mut p, t, hd, t, scale);
             for (i, row) in p.chunks_mut(t).enumerate() {
                 row[i + 1..].fill(0.0);
-                ops::softmax_in_place(&mut row[..=i]);
+                row[..first_key[i]].fill(0.0);
+                ops::softmax_in_place(&mut row[first_key[i]..=i]);
             }
             let o = mm(&p, (t, 1), &v[g * hd..], (kvw, 1), t, t, hd);
             (p, o)

@@ -60,6 +60,10 @@ pub struct DataSection {
     /// `truncate` or `drop` for longer examples.
     #[serde(default)]
     pub overflow: Overflow,
+    /// Pack several examples into each row of up to `max_len` tokens (per-example positions,
+    /// no attention across examples).
+    #[serde(default)]
+    pub packing: bool,
     /// Examples held out to measure the loss before and after training (count, seeded).
     #[serde(default)]
     pub val_size: usize,

@@ -18,7 +18,7 @@ use crate::linear_grad::{splitmix64, Dropout};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig};
 use crate::recipe::Recipe;
 use crate::schedule::lr_at;
-use crate::step::{count_supervised, loss_and_grads, Grads, Sequence, IGNORE};
+use crate::step::{count_supervised, loss_and_grads, Grads, Packing, Sequence, IGNORE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -71,6 +71,52 @@ pub struct Summary {
     pub val_loss_base: Option<f64>,
     pub val_loss_final: Option<f64>,
     pub final_train_loss: Option<f64>,
+}
+
+/// One training row: an example, or several packed together.
+struct TrainRow {
+    input_ids: Vec<u32>,
+    labels: Vec<i64>,
+    packing: Option<(Vec<u32>, Vec<u32>)>,
+}
+
+impl TrainRow {
+    fn as_sequence(&self) -> Sequence<'_> {
+        Sequence {
+            input_ids: &self.input_ids,
+            labels: &self.labels,
+            packing: self.packing.as_ref().map(|(p, s)| Packing { position_ids: p, segment_ids: s }),
+        }
+    }
+}
+
+/// Rows for training: one per example, or packed rows of up to `max_len` tokens. In a packed
+/// row each example's first label is ignored, so no token learns to predict the next example.
+fn training_rows(examples: Vec<TokenizedExample>, packing: bool, max_len: usize) -> Result<Vec<TrainRow>> {
+    if !packing {
+        return Ok(examples
+            .into_iter()
+            .map(|e| TrainRow { input_ids: e.input_ids, labels: e.labels, packing: None })
+            .collect());
+    }
+    let plan = tuneguard_data::batch::plan_packing(&examples, max_len)?;
+    Ok(plan
+        .iter()
+        .map(|members| {
+            let mut row =
+                TrainRow { input_ids: Vec::new(), labels: Vec::new(), packing: Some((Vec::new(), Vec::new())) };
+            for (seg, &i) in members.iter().enumerate() {
+                let e = &examples[i];
+                row.input_ids.extend_from_slice(&e.input_ids);
+                row.labels.extend(e.labels.iter().enumerate().map(|(k, &l)| if k == 0 { IGNORE } else { l }));
+                if let Some((pos, segs)) = row.packing.as_mut() {
+                    pos.extend(0..e.input_ids.len() as u32);
+                    segs.extend(std::iter::repeat_n(seg as u32 + 1, e.input_ids.len()));
+                }
+            }
+            row
+        })
+        .collect())
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
@@ -166,6 +212,8 @@ pub fn run(recipe: &Recipe, model_path: &Path, overwrite: bool, progress: &mut d
     ));
 
     let val_loss_base = if val.is_empty() { None } else { Some(eval_loss(&loaded.model, &val)?) };
+    let n_train_examples = train.len();
+    let train = training_rows(train, recipe.data.packing, recipe.data.max_len)?;
     let per_step = t.batch_size * t.grad_accum;
     let total_steps = if t.max_steps > 0 { t.max_steps } else { (train.len().div_ceil(per_step) * t.epochs) as u64 };
     let o = &recipe.optim;
@@ -189,8 +237,7 @@ pub fn run(recipe: &Recipe, model_path: &Path, overwrite: bool, progress: &mut d
             }
             picked.extend(order.pop());
         }
-        let seqs: Vec<Sequence> =
-            picked.iter().map(|&i| Sequence { input_ids: &train[i].input_ids, labels: &train[i].labels }).collect();
+        let seqs: Vec<Sequence> = picked.iter().map(|&i| train[i].as_sequence()).collect();
         let n_norm = count_supervised(&seqs);
         let mut grads: Grads = Vec::new();
         let mut loss = 0.0;
@@ -234,7 +281,7 @@ pub fn run(recipe: &Recipe, model_path: &Path, overwrite: bool, progress: &mut d
         .map_or("HuggingFaceTB/SmolLM2-135M-Instruct".to_string(), |p| p.display().to_string());
     tuneguard_model::lora::save_adapter(&loaded.model, &out.join("adapter"), &base_name, recipe.lora.dropout as f64)?;
     let summary = Summary {
-        train_examples: train.len(),
+        train_examples: n_train_examples,
         val_examples: val.len(),
         rejected_rows: data.rejected.len(),
         tokenize: tstats,

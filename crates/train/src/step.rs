@@ -14,10 +14,26 @@ use crate::tensor_ops::{add_into, mm, rms_norm_bwd, rms_norm_fwd};
 /// Label value of a position that is not supervised (PyTorch's `ignore_index`).
 pub const IGNORE: i64 = -100;
 
-/// One sequence: token ids (t,) and labels (t,) aligned with them (not shifted).
+/// One sequence: token ids (t,) and labels (t,) aligned with them (not shifted). A packed row
+/// also gives each token's position within its example and its example number (segment);
+/// attention then never crosses examples.
 pub struct Sequence<'a> {
     pub input_ids: &'a [u32],
     pub labels: &'a [i64],
+    pub packing: Option<Packing<'a>>,
+}
+
+/// Position ids (t,) and segment ids (t,) of a packed row.
+#[derive(Clone, Copy)]
+pub struct Packing<'a> {
+    pub position_ids: &'a [u32],
+    pub segment_ids: &'a [u32],
+}
+
+impl<'a> Sequence<'a> {
+    pub fn new(input_ids: &'a [u32], labels: &'a [i64]) -> Self {
+        Sequence { input_ids, labels, packing: None }
+    }
 }
 
 /// Per-layer LoRA gradients.
@@ -101,11 +117,25 @@ fn sequence(model: &Llama, seq: &Sequence, n_norm: usize, dropout: Option<Dropou
         }
         row.copy_from_slice(&model.embed_tokens.weight[id * d..(id + 1) * d]);
     }
-    let angles = model.rope().angles(0, t);
+    let (angles, first_key) = match &seq.packing {
+        None => (model.rope().angles(0, t), vec![0; t]),
+        Some(pk) => {
+            if pk.position_ids.len() != t || pk.segment_ids.len() != t {
+                return Err(TrainError::Batch("packing ids do not match the row length".into()));
+            }
+            let positions: Vec<usize> = pk.position_ids.iter().map(|&p| p as usize).collect();
+            // First key each query may see: the start of its segment.
+            let mut first = vec![0; t];
+            for i in 1..t {
+                first[i] = if pk.segment_ids[i] == pk.segment_ids[i - 1] { first[i - 1] } else { i };
+            }
+            (model.rope().angles_at(&positions), first)
+        }
+    };
     let mut caches = Vec::with_capacity(cfg.num_layers);
     for (li, layer) in model.layers.iter().enumerate() {
         let layer_dropout = dropout.map(|d| Dropout { p: d.p, seed: splitmix64(d.seed ^ ((li as u64) << 32)) });
-        let (out, cache) = block::forward(cfg, layer, x, t, &angles, layer_dropout);
+        let (out, cache) = block::forward(cfg, layer, x, t, &angles, &first_key, layer_dropout);
         caches.push(cache);
         x = out;
     }

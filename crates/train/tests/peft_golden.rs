@@ -37,7 +37,7 @@ fn five_steps_match_peft_trajectory() {
             (i[..n].iter().map(|&x| x as u32).collect(), l[..n].to_vec())
         })
         .collect();
-    let batch: Vec<Sequence> = seqs.iter().map(|(i, l)| Sequence { input_ids: i, labels: l }).collect();
+    let batch: Vec<Sequence> = seqs.iter().map(|(i, l)| Sequence::new(i, l)).collect();
     let n = count_supervised(&batch);
     let mut opt =
         AdamW::new(AdamWConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }).expect("opt");
@@ -90,7 +90,7 @@ fn accumulating_micro_batches_equals_one_batch() {
             (p.into_iter().chain(r).collect(), labels)
         })
         .collect();
-    let batch: Vec<Sequence> = seqs.iter().map(|(i, l)| Sequence { input_ids: i, labels: l }).collect();
+    let batch: Vec<Sequence> = seqs.iter().map(|(i, l)| Sequence::new(i, l)).collect();
     let n = count_supervised(&batch);
     let mut whole: Grads = Vec::new();
     let loss_whole = loss_and_grads(&m.model, &batch, n, None, &mut whole).expect("batch");
@@ -122,11 +122,11 @@ fn lora_dropout_gradients_match_finite_differences() {
     let ids: Vec<u32> = p.into_iter().chain(r).collect();
     let dropout = Some(Dropout { p: 0.3, seed: 11 });
     let loss_of = |m: &tuneguard_model::llama::Llama| {
-        let batch = [Sequence { input_ids: &ids, labels: &labels }];
+        let batch = [Sequence::new(&ids, &labels)];
         let mut g: Grads = Vec::new();
         loss_and_grads(m, &batch, count_supervised(&batch), dropout, &mut g).expect("loss")
     };
-    let batch = [Sequence { input_ids: &ids, labels: &labels }];
+    let batch = [Sequence::new(&ids, &labels)];
     let mut grads: Grads = Vec::new();
     loss_and_grads(&m.model, &batch, count_supervised(&batch), dropout, &mut grads).expect("grads");
     // The largest gradient entries of layer 3's down_proj A and B, checked by central differences.
@@ -152,4 +152,44 @@ fn lora_dropout_gradients_match_finite_differences() {
             "{which}: {numeric} vs {analytic}"
         );
     }
+}
+
+#[test]
+fn a_packed_row_equals_its_examples_as_separate_rows() {
+    use tuneguard_train::step::Packing;
+    let Some(model_path) = require_default_model() else { return };
+    let adapter = shared_dir().join("golden/peft_lora_r4/adapter_init");
+    let m = tuneguard_model::load_with_adapter(&model_path, Some(&adapter)).expect("load");
+    let t = &m.tokenizer;
+    let examples: Vec<(Vec<u32>, Vec<i64>)> = [("Name a colour.", "Red."), ("What is 2 + 3?", "2 + 3 equals 5.")]
+        .iter()
+        .map(|(q, a)| {
+            let p = t.encode(&format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"), false).expect("enc");
+            let r = t.encode(&format!("{a}<|im_end|>"), false).expect("enc");
+            let labels = vec![-100i64; p.len()].into_iter().chain(r.iter().map(|&x| x as i64)).collect();
+            (p.into_iter().chain(r).collect(), labels)
+        })
+        .collect();
+    let separate: Vec<Sequence> = examples.iter().map(|(i, l)| Sequence::new(i, l)).collect();
+    let ids: Vec<u32> = examples.iter().flat_map(|(i, _)| i.clone()).collect();
+    let labels: Vec<i64> = examples.iter().flat_map(|(_, l)| l.clone()).collect();
+    let positions: Vec<u32> = examples.iter().flat_map(|(i, _)| 0..i.len() as u32).collect();
+    let segments: Vec<u32> =
+        examples.iter().enumerate().flat_map(|(s, (i, _))| std::iter::repeat_n(s as u32 + 1, i.len())).collect();
+    let packed = [Sequence {
+        input_ids: &ids,
+        labels: &labels,
+        packing: Some(Packing { position_ids: &positions, segment_ids: &segments }),
+    }];
+    let n = count_supervised(&separate);
+    assert_eq!(n, count_supervised(&packed), "the first label of each example is ignored in both");
+    let (mut ga, mut gb): (Grads, Grads) = (Vec::new(), Vec::new());
+    let la = loss_and_grads(&m.model, &separate, n, None, &mut ga).expect("separate");
+    let lb = loss_and_grads(&m.model, &packed, n, None, &mut gb).expect("packed");
+    assert!((la - lb).abs() < 1e-5, "loss {la} vs {lb}");
+    let flat = |g: &Grads| -> Vec<f32> {
+        g.iter().flatten().flatten().flat_map(|x| x.a.iter().chain(&x.b).copied()).collect()
+    };
+    let worst = flat(&ga).iter().zip(&flat(&gb)).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-5, "gradients differ by {worst}");
 }
