@@ -74,6 +74,7 @@ pub fn run_cmd(args: TrainArgs) -> Result<()> {
         fmt(s.val_loss_base),
         fmt(s.val_loss_final)
     );
-    println!("wrote {}", recipe.output.dir.join("adapter").display());
+    let written = if recipe.is_full() { "model" } else { "adapter" };
+    println!("wrote {}", recipe.output.dir.join(written).display());
     Ok(())
 }

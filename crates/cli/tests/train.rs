@@ -123,3 +123,27 @@ fn recipe_errors_name_the_key() {
         assert!(err.contains(key) && err.lines().count() == 1, "{o}: {err}");
     }
 }
+
+#[test]
+fn full_fine_tuning_writes_a_model_that_loads() {
+    if require_default_model().is_none() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = recipe(d.path(), &quickstart_data());
+    let out = tuneguard(&[
+        "train",
+        r.to_str().unwrap(),
+        "train.method=\"full\"",
+        "train.max_steps=1",
+        "train.batch_size=1",
+        "optim.lr=1e-5",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let model_dir = d.path().join("run/model");
+    let m = tuneguard_model::load(&model_dir).unwrap();
+    assert_eq!(m.model.config.num_layers, 30);
+    let gen =
+        tuneguard(&["generate", "--model", model_dir.to_str().unwrap(), "--prompt", "Hello", "--max-new-tokens", "3"]);
+    assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+}

@@ -7,8 +7,8 @@ use tuneguard_model::llama::Layer;
 use tuneguard_model::ops;
 use tuneguard_model::rope::RopeAngles;
 
-use crate::linear_grad::{self, splitmix64, Dropout, LoraCache, LoraGrad};
-use crate::tensor_ops::{add_into, mm, rms_norm_bwd, rms_norm_fwd, sigmoid};
+use crate::linear_grad::{self, splitmix64, Dropout, FullLinearGrad, LoraCache, LoraGrad};
+use crate::tensor_ops::{add_into, mm, rms_norm_bwd, rms_norm_fwd, rms_norm_weight_grad, sigmoid};
 
 /// Activations of one block kept for its backward pass.
 pub struct BlockCache {
@@ -34,6 +34,25 @@ pub struct BlockCache {
 
 /// Gradients of the seven projections' LoRA pairs of one block ([`Layer::projections`] order).
 pub type BlockGrads = [Option<LoraGrad>; 7];
+
+/// Full fine-tuning gradients of one block: the seven projections ([`Layer::projections`]
+/// order) and the two norm weights.
+#[derive(Debug, Clone)]
+pub struct FullBlockGrads {
+    pub proj: Vec<FullLinearGrad>,
+    pub input_norm: Vec<f32>,
+    pub post_attention_norm: Vec<f32>,
+}
+
+impl FullBlockGrads {
+    pub fn zeros(l: &Layer) -> Self {
+        FullBlockGrads {
+            proj: l.projections().iter().map(|(_, p)| FullLinearGrad::zeros(p)).collect(),
+            input_norm: vec![0.0; l.input_norm.len()],
+            post_attention_norm: vec![0.0; l.post_attention_norm.len()],
+        }
+    }
+}
 
 /// x (t, d) → block output (t, d), plus what the backward pass needs. Query i attends keys
 /// `first_key[i]..=i` (0 for plain causal attention; its example's first token when examples
@@ -111,7 +130,9 @@ pub fn forward(
     (out, cache)
 }
 
-/// d(block output) (t, d) → d(block input) (t, d); LoRA gradients are added into `grads`.
+/// d(block output) (t, d) → d(block input) (t, d); LoRA gradients are added into `grads`, and
+/// with `full` every weight's gradient.
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
     cfg: &ModelConfig,
     l: &Layer,
@@ -120,12 +141,19 @@ pub fn backward(
     t: usize,
     angles: &RopeAngles,
     grads: &mut BlockGrads,
+    mut full: Option<&mut FullBlockGrads>,
 ) -> Vec<f32> {
     let (hd, nh, nkv) = (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads);
     let [gq, gk, gv, go, gg, gu, gd] = grads;
     let u = |i: usize| c.u[i].as_ref();
+    // Full fine-tuning: the projection's weight gradient, if trained.
+    macro_rules! fg {
+        ($i:expr) => {
+            full.as_deref_mut().map(|f| &mut f.proj[$i])
+        };
+    }
     // MLP: out = x_mid + down(silu(gate) ⊙ up).
-    let d_act = linear_grad::backward(&l.down_proj, &c.act, u(6), &d_out, t, gd);
+    let d_act = linear_grad::backward(&l.down_proj, &c.act, u(6), &d_out, t, gd, fg!(6));
     let mut d_gate = vec![0f32; d_act.len()];
     let mut d_up = vec![0f32; d_act.len()];
     for i in 0..d_act.len() {
@@ -133,12 +161,15 @@ pub fn backward(
         d_up[i] = d_act[i] * g * s;
         d_gate[i] = d_act[i] * c.up[i] * s * (1.0 + g * (1.0 - s));
     }
-    let mut d_h2 = linear_grad::backward(&l.gate_proj, &c.h2, u(4), &d_gate, t, gg);
-    add_into(&mut d_h2, &linear_grad::backward(&l.up_proj, &c.h2, u(5), &d_up, t, gu));
+    let mut d_h2 = linear_grad::backward(&l.gate_proj, &c.h2, u(4), &d_gate, t, gg, fg!(4));
+    add_into(&mut d_h2, &linear_grad::backward(&l.up_proj, &c.h2, u(5), &d_up, t, gu, fg!(5)));
     let mut d_mid = d_out;
     add_into(&mut d_mid, &rms_norm_bwd(&c.x_mid, &l.post_attention_norm, &c.rstd2, &d_h2));
+    if let Some(f) = full.as_deref_mut() {
+        rms_norm_weight_grad(&c.x_mid, &c.rstd2, &d_h2, &mut f.post_attention_norm);
+    }
     // Attention: x_mid = x_in + o_proj(attn).
-    let d_attn = linear_grad::backward(&l.o_proj, &c.attn, u(3), &d_mid, t, go);
+    let d_attn = linear_grad::backward(&l.o_proj, &c.attn, u(3), &d_mid, t, go, fg!(3));
     let (group, kvw, scale) = (nh / nkv, nkv * hd, 1.0 / (hd as f32).sqrt());
     let per_head: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..nh)
         .into_par_iter()
@@ -174,10 +205,13 @@ pub fn backward(
     }
     angles.apply_transposed(&mut d_q, nh);
     angles.apply_transposed(&mut d_k, nkv);
-    let mut d_h1 = linear_grad::backward(&l.q_proj, &c.h1, u(0), &d_q, t, gq);
-    add_into(&mut d_h1, &linear_grad::backward(&l.k_proj, &c.h1, u(1), &d_k, t, gk));
-    add_into(&mut d_h1, &linear_grad::backward(&l.v_proj, &c.h1, u(2), &d_v, t, gv));
+    let mut d_h1 = linear_grad::backward(&l.q_proj, &c.h1, u(0), &d_q, t, gq, fg!(0));
+    add_into(&mut d_h1, &linear_grad::backward(&l.k_proj, &c.h1, u(1), &d_k, t, gk, fg!(1)));
+    add_into(&mut d_h1, &linear_grad::backward(&l.v_proj, &c.h1, u(2), &d_v, t, gv, fg!(2)));
     let mut d_in = d_mid;
     add_into(&mut d_in, &rms_norm_bwd(&c.x_in, &l.input_norm, &c.rstd1, &d_h1));
+    if let Some(f) = full {
+        rms_norm_weight_grad(&c.x_in, &c.rstd1, &d_h1, &mut f.input_norm);
+    }
     d_in
 }

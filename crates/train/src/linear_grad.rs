@@ -12,6 +12,19 @@ pub struct LoraGrad {
     pub b: Vec<f32>,
 }
 
+/// Gradients of a trained base weight (full fine-tuning): W (out, in) and the bias (out,).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FullLinearGrad {
+    pub w: Vec<f32>,
+    pub b: Option<Vec<f32>>,
+}
+
+impl FullLinearGrad {
+    pub fn zeros(l: &Linear) -> Self {
+        FullLinearGrad { w: vec![0.0; l.weight.len()], b: l.bias.as_ref().map(|b| vec![0.0; b.len()]) }
+    }
+}
+
 /// Inverted dropout on the LoRA branch's input: each element is kept with probability 1 − p and
 /// scaled by 1/(1 − p). The mask is a pure function of `seed` and the element index, so a run
 /// is reproducible whatever the thread schedule.
@@ -74,9 +87,18 @@ pub fn backward(
     dy: &[f32],
     t: usize,
     grad: &mut Option<LoraGrad>,
+    full: Option<&mut FullLinearGrad>,
 ) -> Vec<f32> {
     let (n_in, n_out) = (l.in_features, l.out_features);
     let mut dx = mm(dy, (n_out, 1), &l.weight, (n_in, 1), t, n_out, n_in);
+    if let Some(f) = full {
+        add_into(&mut f.w, &mm(dy, (1, n_out), x, (n_in, 1), n_out, t, n_in)); // dW = dyᵀ x
+        if let Some(b) = f.b.as_mut() {
+            for row in dy.chunks(n_out) {
+                add_into(b, row);
+            }
+        }
+    }
     if let (Some(lo), Some(c)) = (&l.lora, cache) {
         let r = lo.rank;
         let xd = c.x_drop.as_deref().unwrap_or(x);

@@ -1,5 +1,6 @@
 //! AdamW with decoupled weight decay (Loshchilov & Hutter 2019), as `torch.optim.AdamW`, and
 //! global-norm gradient clipping, as `torch.nn.utils.clip_grad_norm_`, over the LoRA matrices.
+use rayon::prelude::*;
 use tuneguard_model::llama::Llama;
 
 use crate::error::{Result, TrainError};
@@ -110,5 +111,91 @@ impl AdamW {
             return Err(TrainError::NoTrainableWeights);
         }
         Ok(())
+    }
+}
+
+/// Every trainable weight for full fine-tuning, in the order of
+/// [`crate::step::FullGrads::buffers_mut`]: per layer the seven projections (weight, then bias
+/// if any) and the two norms, then the embedding, the final norm and an untied `lm_head`.
+pub fn full_params(model: &mut Llama) -> Vec<&mut Vec<f32>> {
+    let mut out = Vec::new();
+    for layer in &mut model.layers {
+        let tuneguard_model::llama::Layer {
+            input_norm,
+            q_proj,
+            k_proj,
+            v_proj,
+            o_proj,
+            post_attention_norm,
+            gate_proj,
+            up_proj,
+            down_proj,
+        } = layer;
+        for p in [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj] {
+            out.push(&mut p.weight);
+            if let Some(b) = p.bias.as_mut() {
+                out.push(b);
+            }
+        }
+        out.push(input_norm);
+        out.push(post_attention_norm);
+    }
+    out.push(&mut model.embed_tokens.weight);
+    out.push(&mut model.norm);
+    if let Some(h) = model.lm_head.as_mut() {
+        out.push(&mut h.weight);
+    }
+    out
+}
+
+/// Readies a model for full fine-tuning: drops LoRA weights and the packed copies of the base
+/// weights (quantized blocks, pre-packed matmul panels), which would go stale after an update.
+pub fn prepare_full_finetune(model: &mut Llama) {
+    for layer in &mut model.layers {
+        for (_, p) in layer.projections_mut() {
+            p.lora = None;
+            p.packed = None;
+            p.prepacked = None;
+        }
+    }
+    for l in std::iter::once(&mut model.embed_tokens).chain(model.lm_head.as_mut()) {
+        l.packed = None;
+        l.prepacked = None;
+    }
+}
+
+/// Global-norm clipping of full fine-tuning gradients; returns the norm before clipping.
+pub fn clip_full_grad_norm(grads: &mut crate::step::FullGrads, max_norm: f64) -> f64 {
+    let mut bufs = grads.buffers_mut();
+    let norm = bufs.iter().flat_map(|b| b.iter()).map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
+    let coef = max_norm / (norm + 1e-6);
+    if max_norm > 0.0 && coef < 1.0 {
+        bufs.iter_mut().for_each(|b| b.iter_mut().for_each(|x| *x *= coef as f32));
+    }
+    norm
+}
+
+impl AdamW {
+    /// One AdamW update of every weight from full fine-tuning gradients.
+    pub fn update_full(&mut self, model: &mut Llama, grads: &mut crate::step::FullGrads) {
+        let c = self.config;
+        self.step += 1;
+        let bc1 = 1.0 - (c.beta1 as f64).powi(self.step as i32);
+        let bc2 = 1.0 - (c.beta2 as f64).powi(self.step as i32);
+        let step_size = (c.lr as f64 / bc1) as f32;
+        let bc2_sqrt = bc2.sqrt() as f32;
+        let params = full_params(model);
+        let grads = grads.buffers_mut();
+        if self.moments.len() != params.len() {
+            self.moments = params.iter().map(|p| (vec![0.0; p.len()], vec![0.0; p.len()])).collect();
+        }
+        params.into_par_iter().zip(grads).zip(self.moments.par_iter_mut()).for_each(|((p, g), (m, v))| {
+            for i in 0..p.len() {
+                p[i] *= 1.0 - c.lr * c.weight_decay;
+                m[i] = c.beta1 * m[i] + (1.0 - c.beta1) * g[i];
+                v[i] = c.beta2 * v[i] + (1.0 - c.beta2) * g[i] * g[i];
+                p[i] -= step_size * m[i] / (v[i].sqrt() / bc2_sqrt + c.eps);
+            }
+        });
     }
 }

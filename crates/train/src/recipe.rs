@@ -118,6 +118,9 @@ pub struct OptimSection {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrainSection {
+    /// `lora` (adapter only) or `full` (every weight).
+    #[serde(default = "d_method")]
+    pub method: String,
     /// Examples per micro-batch.
     #[serde(default = "d_batch")]
     pub batch_size: usize,
@@ -175,6 +178,9 @@ fn d_clip() -> f32 {
 fn d_schedule() -> String {
     "cosine".into()
 }
+fn d_method() -> String {
+    "lora".into()
+}
 fn d_batch() -> usize {
     4
 }
@@ -203,7 +209,7 @@ impl Default for OptimSection {
 }
 impl Default for TrainSection {
     fn default() -> Self {
-        TrainSection { batch_size: d_batch(), grad_accum: 1, epochs: 1, max_steps: 0, seed: 0 }
+        TrainSection { method: d_method(), batch_size: d_batch(), grad_accum: 1, epochs: 1, max_steps: 0, seed: 0 }
     }
 }
 
@@ -282,6 +288,9 @@ impl Recipe {
         if let Err(e) = o.schedule.parse::<Schedule>() {
             return bad("optim.schedule", e);
         }
+        if !matches!(self.train.method.as_str(), "lora" | "full") {
+            return bad("train.method", format!("must be `lora` or `full`, got `{}`", self.train.method));
+        }
         if self.lora.r == 0 {
             return bad("lora.r", "must be at least 1".into());
         }
@@ -309,6 +318,11 @@ impl Recipe {
             }
         }
         Ok(())
+    }
+
+    /// Full fine-tuning rather than LoRA.
+    pub fn is_full(&self) -> bool {
+        self.train.method == "full"
     }
 
     pub fn schedule(&self) -> Schedule {

@@ -15,10 +15,10 @@ use tuneguard_model::llama::{KvCache, Llama, LogitsFor};
 
 use crate::init::init_lora;
 use crate::linear_grad::{splitmix64, Dropout};
-use crate::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use crate::optim::{clip_full_grad_norm, clip_grad_norm, prepare_full_finetune, AdamW, AdamWConfig};
 use crate::recipe::Recipe;
 use crate::schedule::lr_at;
-use crate::step::{count_supervised, loss_and_grads, Grads, Packing, Sequence, IGNORE};
+use crate::step::{count_supervised, loss_and_full_grads, loss_and_grads, FullGrads, Grads, Packing, Sequence, IGNORE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -71,6 +71,33 @@ pub struct Summary {
     pub val_loss_base: Option<f64>,
     pub val_loss_final: Option<f64>,
     pub final_train_loss: Option<f64>,
+}
+
+/// One LoRA optimizer step over `seqs` (micro-batches of `batch_size`): returns the loss and the
+/// gradient norm before clipping.
+fn lora_step(
+    model: &mut Llama,
+    recipe: &Recipe,
+    seqs: &[Sequence],
+    n_norm: usize,
+    step: u64,
+    opt: &mut AdamW,
+) -> Result<(f64, f64)> {
+    let (t, o) = (&recipe.train, &recipe.optim);
+    let mut grads: Grads = Vec::new();
+    let mut loss = 0.0;
+    for (micro_index, micro) in seqs.chunks(t.batch_size).enumerate() {
+        let dropout = (recipe.lora.dropout > 0.0)
+            .then(|| Dropout { p: recipe.lora.dropout, seed: splitmix64(t.seed ^ (step << 16) ^ micro_index as u64) });
+        loss += loss_and_grads(model, micro, n_norm, dropout, &mut grads)?;
+    }
+    let grad_norm = if o.max_grad_norm > 0.0 {
+        clip_grad_norm(&mut grads, o.max_grad_norm as f64)
+    } else {
+        crate::optim::grad_norm(&grads)
+    };
+    opt.update(model, &grads)?;
+    Ok((loss, grad_norm))
 }
 
 /// One training row: an example, or several packed together.
@@ -165,7 +192,7 @@ pub fn eval_loss(model: &Llama, examples: &[TokenizedExample]) -> Result<f64> {
 /// Any [`RunError`]; nothing is left half-written in the run folder's files.
 pub fn run(recipe: &Recipe, model_path: &Path, overwrite: bool, progress: &mut dyn Progress) -> Result<Summary> {
     let out = &recipe.output.dir;
-    let markers = ["summary.json", "metrics.jsonl", "adapter", "config.toml"];
+    let markers = ["summary.json", "metrics.jsonl", "adapter", "model", "config.toml"];
     if markers.iter().any(|m| out.join(m).exists()) {
         if !overwrite {
             return Err(RunError::OutputExists(out.clone()));
@@ -181,8 +208,12 @@ pub fn run(recipe: &Recipe, model_path: &Path, overwrite: bool, progress: &mut d
     progress.message(&format!("loading {}", model_path.display()));
     let mut loaded = tuneguard_model::load(model_path)?;
     let t = &recipe.train;
-    let trainable =
-        init_lora(&mut loaded.model, recipe.lora.r, recipe.lora.alpha, &recipe.lora.target_modules, t.seed)?;
+    let trainable = if recipe.is_full() {
+        prepare_full_finetune(&mut loaded.model);
+        loaded.model.config.num_parameters()
+    } else {
+        init_lora(&mut loaded.model, recipe.lora.r, recipe.lora.alpha, &recipe.lora.target_modules, t.seed)?
+    };
     let opts = LoadOptions {
         format: recipe.data.format.clone(),
         file_kind: None,
@@ -239,23 +270,20 @@ pub fn run(recipe: &Recipe, model_path: &Path, overwrite: bool, progress: &mut d
         }
         let seqs: Vec<Sequence> = picked.iter().map(|&i| train[i].as_sequence()).collect();
         let n_norm = count_supervised(&seqs);
-        let mut grads: Grads = Vec::new();
-        let mut loss = 0.0;
-        for (micro_index, micro) in seqs.chunks(t.batch_size).enumerate() {
-            let dropout = (recipe.lora.dropout > 0.0).then(|| Dropout {
-                p: recipe.lora.dropout,
-                seed: splitmix64(t.seed ^ (step << 16) ^ micro_index as u64),
-            });
-            loss += loss_and_grads(&loaded.model, micro, n_norm, dropout, &mut grads)?;
-        }
-        let grad_norm = if o.max_grad_norm > 0.0 {
-            clip_grad_norm(&mut grads, o.max_grad_norm as f64)
-        } else {
-            crate::optim::grad_norm(&grads)
-        };
         let lr = lr_at(o.lr, recipe.schedule(), o.warmup_steps, total_steps, step);
         opt.config.lr = lr;
-        opt.update(&mut loaded.model, &grads)?;
+        let (loss, grad_norm) = if recipe.is_full() {
+            let mut grads = FullGrads::zeros(&loaded.model);
+            let mut loss = 0.0;
+            for micro in seqs.chunks(t.batch_size) {
+                loss += loss_and_full_grads(&loaded.model, micro, n_norm, &mut grads)?;
+            }
+            let norm = clip_full_grad_norm(&mut grads, o.max_grad_norm as f64);
+            opt.update_full(&mut loaded.model, &mut grads);
+            (loss, norm)
+        } else {
+            lora_step(&mut loaded.model, recipe, &seqs, n_norm, step, &mut opt)?
+        };
         let tokens: usize = seqs.iter().map(|s| s.input_ids.len()).sum();
         tokens_total += tokens;
         let m = StepMetrics {
@@ -279,7 +307,16 @@ pub fn run(recipe: &Recipe, model_path: &Path, overwrite: bool, progress: &mut d
         .path
         .as_ref()
         .map_or("HuggingFaceTB/SmolLM2-135M-Instruct".to_string(), |p| p.display().to_string());
-    tuneguard_model::lora::save_adapter(&loaded.model, &out.join("adapter"), &base_name, recipe.lora.dropout as f64)?;
+    if recipe.is_full() {
+        tuneguard_model::save::save_hf_dir(&loaded, &out.join("model"))?;
+    } else {
+        tuneguard_model::lora::save_adapter(
+            &loaded.model,
+            &out.join("adapter"),
+            &base_name,
+            recipe.lora.dropout as f64,
+        )?;
+    }
     let summary = Summary {
         train_examples: n_train_examples,
         val_examples: val.len(),

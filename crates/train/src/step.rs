@@ -4,7 +4,7 @@
 use tuneguard_model::llama::Llama;
 use tuneguard_model::ops;
 
-use crate::block::{self, BlockGrads};
+use crate::block::{self, BlockGrads, FullBlockGrads};
 use crate::error::{Result, TrainError};
 use crate::linear_grad::{splitmix64, Dropout};
 use rayon::prelude::*;
@@ -39,6 +39,82 @@ impl<'a> Sequence<'a> {
 /// Per-layer LoRA gradients.
 pub type Grads = Vec<BlockGrads>;
 
+/// Full fine-tuning gradients of every weight of the model.
+#[derive(Debug, Clone)]
+pub struct FullGrads {
+    pub layers: Vec<FullBlockGrads>,
+    /// Token embedding (v, d), including the tied output projection's share.
+    pub embed: Vec<f32>,
+    pub norm: Vec<f32>,
+    /// Untied output projection (v, d).
+    pub lm_head: Option<Vec<f32>>,
+}
+
+impl FullGrads {
+    pub fn zeros(model: &Llama) -> Self {
+        FullGrads {
+            layers: model.layers.iter().map(FullBlockGrads::zeros).collect(),
+            embed: vec![0.0; model.embed_tokens.weight.len()],
+            norm: vec![0.0; model.norm.len()],
+            lm_head: model.lm_head.as_ref().map(|h| vec![0.0; h.weight.len()]),
+        }
+    }
+
+    /// Every gradient buffer, in the order of [`crate::optim::full_params`].
+    pub fn buffers_mut(&mut self) -> Vec<&mut Vec<f32>> {
+        let mut out = Vec::new();
+        for l in &mut self.layers {
+            for p in &mut l.proj {
+                out.push(&mut p.w);
+                if let Some(b) = p.b.as_mut() {
+                    out.push(b);
+                }
+            }
+            out.push(&mut l.input_norm);
+            out.push(&mut l.post_attention_norm);
+        }
+        out.push(&mut self.embed);
+        out.push(&mut self.norm);
+        if let Some(h) = self.lm_head.as_mut() {
+            out.push(h);
+        }
+        out
+    }
+
+    fn add(&mut self, mut other: FullGrads) {
+        for (a, b) in self.buffers_mut().into_iter().zip(other.buffers_mut()) {
+            add_into(a, b);
+        }
+    }
+}
+
+/// Loss and gradients of every weight (full fine-tuning); see [`loss_and_grads`].
+///
+/// # Errors
+/// As [`loss_and_grads`].
+pub fn loss_and_full_grads(model: &Llama, batch: &[Sequence], n_norm: usize, grads: &mut FullGrads) -> Result<f64> {
+    let results: Vec<Result<(f64, FullGrads)>> = batch
+        .par_iter()
+        .enumerate()
+        .map(|(row, seq)| {
+            let mut lora: Grads = Vec::new();
+            let mut g = FullGrads::zeros(model);
+            let loss = sequence(model, seq, n_norm.max(1), None, &mut lora, Some(&mut g)).map_err(|e| match e {
+                TrainError::Batch(m) => TrainError::Batch(format!("row {row}: {m}")),
+                other => other,
+            })?;
+            Ok((loss, g))
+        })
+        .collect();
+    let mut total = 0.0;
+    for r in results {
+        let (loss, g) = r?;
+        total += loss;
+        grads.add(g);
+    }
+    Ok(total)
+}
+
 /// Supervised targets of a batch: positions t whose label at t+1 is not [`IGNORE`].
 pub fn count_supervised(batch: &[Sequence]) -> usize {
     batch.iter().map(|s| s.labels.iter().skip(1).filter(|&&l| l != IGNORE).count()).sum()
@@ -70,7 +146,7 @@ pub fn loss_and_grads(
         .map(|(row, seq)| {
             let mut g: Grads = (0..cfg.num_layers).map(|_| Default::default()).collect();
             let row_dropout = dropout.map(|d| Dropout { p: d.p, seed: splitmix64(d.seed ^ row as u64) });
-            let loss = sequence(model, seq, n_norm.max(1), row_dropout, &mut g).map_err(|e| match e {
+            let loss = sequence(model, seq, n_norm.max(1), row_dropout, &mut g, None).map_err(|e| match e {
                 TrainError::Batch(m) => TrainError::Batch(format!("row {row}: {m}")),
                 other => other,
             })?;
@@ -103,8 +179,18 @@ fn add_grads(acc: &mut Grads, g: Grads) {
 }
 
 /// Adds one sequence's share of the loss (sum of its token losses / n_norm) and gradients.
-fn sequence(model: &Llama, seq: &Sequence, n_norm: usize, dropout: Option<Dropout>, grads: &mut Grads) -> Result<f64> {
+fn sequence(
+    model: &Llama,
+    seq: &Sequence,
+    n_norm: usize,
+    dropout: Option<Dropout>,
+    grads: &mut Grads,
+    mut full: Option<&mut FullGrads>,
+) -> Result<f64> {
     let cfg = &model.config;
+    if grads.len() != cfg.num_layers {
+        *grads = (0..cfg.num_layers).map(|_| Default::default()).collect();
+    }
     let (t, d, v) = (seq.input_ids.len(), cfg.hidden_size, cfg.vocab_size);
     if t == 0 || seq.labels.len() != t {
         return Err(TrainError::Batch(format!("{} ids but {} labels", t, seq.labels.len())));
@@ -164,9 +250,21 @@ fn sequence(model: &Llama, seq: &Sequence, n_norm: usize, dropout: Option<Dropou
         row.iter_mut().for_each(|g| *g /= n_norm as f32);
     }
     let d_hn = mm(&logits, (v, 1), &head.weight, (d, 1), t, v, d); // (t, d) = dlogits · E
+    if let Some(f) = full.as_deref_mut() {
+        let d_head = mm(&logits, (1, v), &hn, (d, 1), v, t, d); // (v, d) = dlogitsᵀ · hn
+        add_into(f.lm_head.as_mut().unwrap_or(&mut f.embed), &d_head);
+        crate::tensor_ops::rms_norm_weight_grad(&x, &rstd, &d_hn, &mut f.norm);
+    }
     let mut dx = rms_norm_bwd(&x, &model.norm, &rstd, &d_hn);
     for (i, layer) in model.layers.iter().enumerate().rev() {
-        dx = block::backward(cfg, layer, &caches[i], dx, t, &angles, &mut grads[i]);
+        let fb = full.as_deref_mut().map(|f| &mut f.layers[i]);
+        dx = block::backward(cfg, layer, &caches[i], dx, t, &angles, &mut grads[i], fb);
+    }
+    if let Some(f) = full {
+        // The embedding lookup scatters its gradient back to the looked-up rows.
+        for (row, &id) in dx.chunks(d).zip(seq.input_ids) {
+            add_into(&mut f.embed[id as usize * d..(id as usize + 1) * d], row);
+        }
     }
     Ok(loss / n_norm as f64)
 }

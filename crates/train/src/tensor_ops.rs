@@ -46,6 +46,16 @@ pub fn rms_norm_bwd(x: &[f32], w: &[f32], rstd: &[f32], dy: &[f32]) -> Vec<f32> 
     dx
 }
 
+/// RMSNorm weight gradient: `dw_j = Σ_t dy[t, j] · x[t, j] · rstd[t]`, added into `dw`.
+pub fn rms_norm_weight_grad(x: &[f32], rstd: &[f32], dy: &[f32], dw: &mut [f32]) {
+    let d = dw.len();
+    for ((xr, dyr), &r) in x.chunks(d).zip(dy.chunks(d)).zip(rstd) {
+        for ((g, &xv), &dv) in dw.iter_mut().zip(xr).zip(dyr) {
+            *g += dv * xv * r;
+        }
+    }
+}
+
 pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
