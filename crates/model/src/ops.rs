@@ -61,7 +61,8 @@ pub fn matmul_wt(
     }
 }
 
-/// General strided matmul `c (m, n) = a (m, k) · b (k, n)` with explicit (row, col) strides.
+/// General strided matmul `c (m, n) = alpha · a (m, k) · b (k, n)` with explicit (row, col)
+/// strides, on the calling thread.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_strided(
     a: &[f32],
@@ -73,6 +74,24 @@ pub fn matmul_strided(
     k: usize,
     n: usize,
     alpha: f32,
+) {
+    matmul_strided_par(a, a_strides, b, b_strides, c, m, k, n, alpha, Parallelism::None)
+}
+
+/// [`matmul_strided`] with a choice of threads.
+/// General strided matmul `c (m, n) = a (m, k) · b (k, n)` with explicit (row, col) strides.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_strided_par(
+    a: &[f32],
+    a_strides: (usize, usize),
+    b: &[f32],
+    b_strides: (usize, usize),
+    c: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    par: Parallelism,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -100,7 +119,7 @@ pub fn matmul_strided(
             false,
             false,
             false,
-            Parallelism::None,
+            par,
         )
     }
 }

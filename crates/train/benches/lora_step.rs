@@ -1,14 +1,14 @@
 //! LoRA training-step throughput, same shapes as `shared/bench/pytorch/bench_train.py --mode lora`:
 //! r 16, alpha 32, all seven projections, AdamW, batch B × T tokens of real chat text, 2 threads.
 //! Not a test: `cargo bench -p tuneguard-train --bench lora_step -- [--batch 4] [--seq 256] [--steps 3]
-//! [--dropout-pct 5]`.
+//! [--dropout-pct 5] [--full 1]`.
 use std::time::Instant;
 
 use tuneguard_model::chat::ChatMessage;
 use tuneguard_train::init::init_lora;
 use tuneguard_train::linear_grad::Dropout;
-use tuneguard_train::optim::{clip_grad_norm, AdamW, AdamWConfig};
-use tuneguard_train::step::{count_supervised, loss_and_grads, Grads, Sequence};
+use tuneguard_train::optim::{clip_full_grad_norm, clip_grad_norm, prepare_full_finetune, AdamW, AdamWConfig};
+use tuneguard_train::step::{count_supervised, loss_and_full_grads, loss_and_grads, FullGrads, Grads, Sequence};
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -34,7 +34,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let trainable = init_lora(&mut m.model, 16, 32.0, &targets, 0)?;
+    // `--full 1`: full fine-tuning (bench_train.py --mode full) instead of LoRA.
+    let full = arg("--full", 0) == 1;
+    let trainable = if full {
+        prepare_full_finetune(&mut m.model);
+        m.model.config.num_parameters()
+    } else {
+        init_lora(&mut m.model, 16, 32.0, &targets, 0)?
+    };
     let template = m.chat_template.as_ref().ok_or("no chat template")?;
     let text = template.render(
         &[
@@ -59,12 +66,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             rows[step * batch..(step + 1) * batch].iter().map(|(i, l)| Sequence::new(i, l)).collect();
         let t = Instant::now();
         let mut grads: Grads = Vec::new();
-        let loss = {
+        let loss = if full {
+            let mut g = FullGrads::zeros(&m.model);
+            let loss = loss_and_full_grads(&m.model, &batch_rows, count_supervised(&batch_rows), &mut g)?;
+            clip_full_grad_norm(&mut g, 1.0);
+            opt.update_full(&mut m.model, &mut g);
+            loss
+        } else {
             let dropout = (dropout_p > 0.0).then_some(Dropout { p: dropout_p, seed: step as u64 });
             loss_and_grads(&m.model, &batch_rows, count_supervised(&batch_rows), dropout, &mut grads)?
         };
-        clip_grad_norm(&mut grads, 1.0);
-        opt.update(&mut m.model, &grads)?;
+        if !full {
+            clip_grad_norm(&mut grads, 1.0);
+            opt.update(&mut m.model, &grads)?;
+        }
         let dt = t.elapsed().as_secs_f64();
         eprintln!("step {step}: loss {loss:.4}, {dt:.2} s");
         if step > 0 {
@@ -75,7 +90,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "{}",
         serde_json::json!({
-            "bench": "lora_step", "engine": "tuneguard", "batch": batch, "seq": seq, "rank": 16, "lora_dropout": dropout_p,
+            "bench": if full { "full_step" } else { "lora_step" }, "engine": "tuneguard", "batch": batch, "seq": seq, "rank": 16, "lora_dropout": dropout_p,
             "trainable_params": trainable, "s_per_step": per_step,
             "tokens_per_s": (batch * seq) as f64 / per_step, "peak_rss_mib": peak_rss_mib(),
         })
