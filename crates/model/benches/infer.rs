@@ -27,15 +27,6 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let threads: usize = arg("--threads").map_or(Ok(2), |t| t.parse())?;
     let reps: usize = arg("--reps").map_or(Ok(3), |t| t.parse())?;
@@ -129,7 +120,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "prompt_tokens": prompt.len(), "new_tokens": 128,
         "decode_tokens_per_s": 127.0 / median(&mut dec),
         "generate_tokens_per_s_incl_prefill": 128.0 / median(&mut gen),
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_mib": tuneguard_model::testutil::peak_rss_mib(),
     });
     println!("{report}");
     Ok(())

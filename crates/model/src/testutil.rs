@@ -71,3 +71,13 @@ pub fn mean_log_likelihood(logits: &[f32], ids: &[u32]) -> f64 {
     }
     sum / (ids.len() - 1) as f64
 }
+
+/// Peak resident set size of this process in MiB (Linux `VmHWM`), NaN elsewhere; for benchmarks.
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}

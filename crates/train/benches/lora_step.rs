@@ -15,15 +15,6 @@ fn arg(name: &str, default: usize) -> usize {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (batch, seq, steps) = (arg("--batch", 4), arg("--seq", 256), arg("--steps", 3));
     // LoRA dropout in percent (bench_train.py uses 0.05: `--dropout-pct 5`).
@@ -92,7 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         serde_json::json!({
             "bench": if full { "full_step" } else { "lora_step" }, "engine": "tuneguard", "batch": batch, "seq": seq, "rank": 16, "lora_dropout": dropout_p,
             "trainable_params": trainable, "s_per_step": per_step,
-            "tokens_per_s": (batch * seq) as f64 / per_step, "peak_rss_mib": peak_rss_mib(),
+            "tokens_per_s": (batch * seq) as f64 / per_step, "peak_rss_mib": tuneguard_model::testutil::peak_rss_mib(),
         })
     );
     Ok(())

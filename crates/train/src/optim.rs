@@ -31,6 +31,15 @@ pub struct AdamW {
     moments: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
+/// One parameter's AdamW update (torch's order of operations): decay, moments, step.
+#[inline(always)]
+fn adamw_element(c: &AdamWConfig, p: &mut f32, m: &mut f32, v: &mut f32, g: f32, step_size: f32, bc2_sqrt: f32) {
+    *p *= 1.0 - c.lr * c.weight_decay;
+    *m = c.beta1 * *m + (1.0 - c.beta1) * g;
+    *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
+    *p -= step_size * *m / (v.sqrt() / bc2_sqrt + c.eps);
+}
+
 /// Global L2 norm of all gradients (computed in f64).
 pub fn grad_norm(grads: &Grads) -> f64 {
     let sq: f64 =
@@ -73,17 +82,22 @@ impl AdamW {
         Ok(AdamW { config, step: 0, moments: Vec::new() })
     }
 
+    /// Counts a step; returns the bias-corrected step size lr/(1 − β1ᵗ) and √(1 − β2ᵗ).
+    fn advance(&mut self) -> (f32, f32) {
+        let c = self.config;
+        self.step += 1;
+        let bc1 = 1.0 - (c.beta1 as f64).powi(self.step as i32);
+        let bc2 = 1.0 - (c.beta2 as f64).powi(self.step as i32);
+        ((c.lr as f64 / bc1) as f32, bc2.sqrt() as f32)
+    }
+
     /// One update of every LoRA matrix of `model` from `grads` (missing gradients count as 0).
     ///
     /// # Errors
     /// `NoTrainableWeights` when the model has no LoRA weights.
     pub fn update(&mut self, model: &mut Llama, grads: &Grads) -> Result<()> {
         let c = self.config;
-        self.step += 1;
-        let bc1 = 1.0 - (c.beta1 as f64).powi(self.step as i32);
-        let bc2 = 1.0 - (c.beta2 as f64).powi(self.step as i32);
-        let step_size = (c.lr as f64 / bc1) as f32;
-        let bc2_sqrt = bc2.sqrt() as f32;
+        let (step_size, bc2_sqrt) = self.advance();
         let mut slot = 0;
         for (li, layer) in model.layers.iter_mut().enumerate() {
             for (pi, (_, lin)) in layer.projections_mut().into_iter().enumerate() {
@@ -96,12 +110,15 @@ impl AdamW {
                     let (m, v) = &mut self.moments[slot];
                     let grad = g.map(|g| if which == 0 { &g.a } else { &g.b });
                     for i in 0..p.len() {
-                        let gi = grad.map_or(0.0, |g| g[i]);
-                        p[i] *= 1.0 - c.lr * c.weight_decay;
-                        m[i] = c.beta1 * m[i] + (1.0 - c.beta1) * gi;
-                        v[i] = c.beta2 * v[i] + (1.0 - c.beta2) * gi * gi;
-                        let denom = v[i].sqrt() / bc2_sqrt + c.eps;
-                        p[i] -= step_size * m[i] / denom;
+                        adamw_element(
+                            &c,
+                            &mut p[i],
+                            &mut m[i],
+                            &mut v[i],
+                            grad.map_or(0.0, |g| g[i]),
+                            step_size,
+                            bc2_sqrt,
+                        );
                     }
                     slot += 1;
                 }
@@ -179,11 +196,7 @@ impl AdamW {
     /// One AdamW update of every weight from full fine-tuning gradients.
     pub fn update_full(&mut self, model: &mut Llama, grads: &mut crate::step::FullGrads) {
         let c = self.config;
-        self.step += 1;
-        let bc1 = 1.0 - (c.beta1 as f64).powi(self.step as i32);
-        let bc2 = 1.0 - (c.beta2 as f64).powi(self.step as i32);
-        let step_size = (c.lr as f64 / bc1) as f32;
-        let bc2_sqrt = bc2.sqrt() as f32;
+        let (step_size, bc2_sqrt) = self.advance();
         let params = full_params(model);
         let grads = grads.buffers_mut();
         if self.moments.len() != params.len() {
@@ -191,10 +204,7 @@ impl AdamW {
         }
         params.into_par_iter().zip(grads).zip(self.moments.par_iter_mut()).for_each(|((p, g), (m, v))| {
             for i in 0..p.len() {
-                p[i] *= 1.0 - c.lr * c.weight_decay;
-                m[i] = c.beta1 * m[i] + (1.0 - c.beta1) * g[i];
-                v[i] = c.beta2 * v[i] + (1.0 - c.beta2) * g[i] * g[i];
-                p[i] -= step_size * m[i] / (v[i].sqrt() / bc2_sqrt + c.eps);
+                adamw_element(&c, &mut p[i], &mut m[i], &mut v[i], g[i], step_size, bc2_sqrt);
             }
         });
     }

@@ -93,26 +93,34 @@ impl FullGrads {
 /// # Errors
 /// As [`loss_and_grads`].
 pub fn loss_and_full_grads(model: &Llama, batch: &[Sequence], n_norm: usize, grads: &mut FullGrads) -> Result<f64> {
-    let results: Vec<Result<(f64, FullGrads)>> = batch
-        .par_iter()
-        .enumerate()
-        .map(|(row, seq)| {
-            let mut lora: Grads = Vec::new();
-            let mut g = FullGrads::zeros(model);
-            let loss = sequence(model, seq, n_norm.max(1), None, &mut lora, Some(&mut g)).map_err(|e| match e {
-                TrainError::Batch(m) => TrainError::Batch(format!("row {row}: {m}")),
-                other => other,
-            })?;
-            Ok((loss, g))
-        })
-        .collect();
     let mut total = 0.0;
-    for r in results {
-        let (loss, g) = r?;
+    for (loss, g) in per_row(batch, |_, seq| {
+        let mut g = FullGrads::zeros(model);
+        let loss = sequence(model, seq, n_norm.max(1), None, &mut Vec::new(), Some(&mut g))?;
+        Ok((loss, g))
+    })? {
         total += loss;
         grads.add(g);
     }
     Ok(total)
+}
+
+/// Runs `f` on every row in parallel (each with its own gradients, summed by the caller in row
+/// order, so results do not depend on the thread schedule); errors name the row.
+fn per_row<G: Send>(
+    batch: &[Sequence],
+    f: impl Fn(usize, &Sequence) -> Result<(f64, G)> + Sync,
+) -> Result<Vec<(f64, G)>> {
+    batch
+        .par_iter()
+        .enumerate()
+        .map(|(row, seq)| {
+            f(row, seq).map_err(|e| match e {
+                TrainError::Batch(m) => TrainError::Batch(format!("row {row}: {m}")),
+                other => other,
+            })
+        })
+        .collect()
 }
 
 /// Supervised targets of a batch: positions t whose label at t+1 is not [`IGNORE`].
@@ -139,23 +147,13 @@ pub fn loss_and_grads(
     if grads.len() != cfg.num_layers {
         *grads = (0..cfg.num_layers).map(|_| Default::default()).collect();
     }
-    // Rows run in parallel, each with its own gradients, summed afterwards.
-    let results: Vec<Result<(f64, Grads)>> = batch
-        .par_iter()
-        .enumerate()
-        .map(|(row, seq)| {
-            let mut g: Grads = (0..cfg.num_layers).map(|_| Default::default()).collect();
-            let row_dropout = dropout.map(|d| Dropout { p: d.p, seed: splitmix64(d.seed ^ row as u64) });
-            let loss = sequence(model, seq, n_norm.max(1), row_dropout, &mut g, None).map_err(|e| match e {
-                TrainError::Batch(m) => TrainError::Batch(format!("row {row}: {m}")),
-                other => other,
-            })?;
-            Ok((loss, g))
-        })
-        .collect();
     let mut total = 0.0;
-    for r in results {
-        let (loss, g) = r?;
+    for (loss, g) in per_row(batch, |row, seq| {
+        let mut g: Grads = Vec::new();
+        let row_dropout = dropout.map(|d| Dropout { p: d.p, seed: splitmix64(d.seed ^ row as u64) });
+        let loss = sequence(model, seq, n_norm.max(1), row_dropout, &mut g, None)?;
+        Ok((loss, g))
+    })? {
         total += loss;
         add_grads(grads, g);
     }
