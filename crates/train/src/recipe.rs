@@ -261,7 +261,7 @@ impl Recipe {
         let base = path.parent().unwrap_or(Path::new("."));
         let rel = |p: &mut PathBuf| {
             if p.is_relative() {
-                *p = base.join(&*p);
+                *p = lexical_normalize(&base.join(&*p));
             }
         };
         rel(&mut recipe.data.train);
@@ -335,6 +335,26 @@ impl Recipe {
     }
 }
 
+/// Removes `.` and `name/..` pairs without touching the file system
+/// (`configs/../runs/x` → `runs/x`), so paths print the way users wrote them.
+fn lexical_normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
 fn one_line(e: &toml::de::Error) -> String {
     e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -361,6 +381,14 @@ mod tests {
         assert_eq!(r.schedule(), Schedule::Cosine);
         let again: Recipe = toml::from_str(&r.to_toml()).expect("round trip");
         assert_eq!(again, r);
+    }
+
+    #[test]
+    fn paths_are_normalized_lexically() {
+        assert_eq!(lexical_normalize(Path::new("configs/../runs/q")), PathBuf::from("runs/q"));
+        assert_eq!(lexical_normalize(Path::new("./a/./b")), PathBuf::from("a/b"));
+        assert_eq!(lexical_normalize(Path::new("../x")), PathBuf::from("../x"));
+        assert_eq!(lexical_normalize(Path::new("a/..")), PathBuf::from("."));
     }
 
     #[test]
