@@ -147,3 +147,24 @@ fn full_fine_tuning_writes_a_model_that_loads() {
         tuneguard(&["generate", "--model", model_dir.to_str().unwrap(), "--prompt", "Hello", "--max-new-tokens", "3"]);
     assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
 }
+
+#[test]
+fn all_rows_bad_reports_them_and_does_not_block_the_next_run() {
+    if require_default_model().is_none() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"foo\": 1}\nnot json\n").unwrap();
+    let r = recipe(d.path(), &bad);
+    let out = tuneguard(&["train", r.to_str().unwrap(), "data.format={kind=\"instruction\"}"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.jsonl:1:") && err.contains("bad.jsonl:2:"), "each bad row is reported: {err}");
+    let rejected = std::fs::read_to_string(d.path().join("run/rejected.jsonl")).unwrap();
+    assert_eq!(rejected.lines().count(), 2);
+    // Fixed data: the folder holds no run yet, so no --overwrite is needed.
+    let fixed = recipe(d.path(), &quickstart_data());
+    let again = tuneguard(&["train", fixed.to_str().unwrap(), "train.max_steps=1"]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+}

@@ -43,6 +43,9 @@ pub struct LoadOptions {
     /// Largest tolerated fraction (0–1) of rejected rows among rows read; `None` tolerates any
     /// number as long as one example is accepted.
     pub max_reject_fraction: Option<f64>,
+    /// Return the data even when nothing was accepted or too much was rejected, so the caller
+    /// can report the rejected rows first and then call [`LoadedData::check`].
+    pub keep_empty: bool,
 }
 
 /// The result of loading one file.
@@ -102,7 +105,7 @@ pub fn load_reader<R: BufRead>(path: &Path, reader: R, kind: FileKind, opts: &Lo
         FileKind::Jsonl => read_jsonl(&mut sink, reader)?,
         FileKind::Csv => read_csv(&mut sink, reader)?,
     }
-    sink.finish(opts.max_reject_fraction)
+    sink.finish(opts.max_reject_fraction, opts.keep_empty)
 }
 
 /// Collects examples and rejects while reading.
@@ -160,21 +163,52 @@ impl Sink {
         }
     }
 
-    fn finish(self, max_reject_fraction: Option<f64>) -> Result<LoadedData> {
-        let Some(format) = self.format else {
-            return Err(match self.first_keys {
-                Some(keys) => DataError::UnknownFormat {
-                    path: self.path,
-                    reason: format!("no known fields in the first record's keys {keys:?}; set the format"),
-                },
-                None => {
-                    DataError::EmptyDataset { path: self.path, rows: self.stats.rows, rejected: self.stats.rejected }
+    fn finish(self, max_reject_fraction: Option<f64>, keep_empty: bool) -> Result<LoadedData> {
+        let format = match self.format {
+            Some(f) => f,
+            None => match self.first_keys {
+                Some(keys) => {
+                    return Err(DataError::UnknownFormat {
+                        path: self.path,
+                        reason: format!("no known fields in the first record's keys {keys:?}; set the format"),
+                    })
                 }
-            });
+                // No row parsed at all; with `keep_empty` the caller still gets the rejects.
+                None if keep_empty => DataFormat::text(),
+                None => {
+                    return Err(DataError::EmptyDataset {
+                        path: self.path,
+                        rows: self.stats.rows,
+                        rejected: self.stats.rejected,
+                    })
+                }
+            },
         };
+        let data = LoadedData {
+            path: self.path,
+            format,
+            examples: self.examples,
+            lines: self.lines,
+            rejected: self.rejected,
+            stats: self.stats,
+        };
+        if !keep_empty {
+            data.check(max_reject_fraction)?;
+        }
+        Ok(data)
+    }
+}
+
+impl LoadedData {
+    /// Fails when no example was accepted, or more than `max_reject_fraction` of the rows were
+    /// rejected (what [`load_file`] checks unless `LoadOptions::keep_empty` is set).
+    ///
+    /// # Errors
+    /// `EmptyDataset`, `TooManyRejected`.
+    pub fn check(&self, max_reject_fraction: Option<f64>) -> Result<()> {
         if self.examples.is_empty() {
             return Err(DataError::EmptyDataset {
-                path: self.path,
+                path: self.path.clone(),
                 rows: self.stats.rows,
                 rejected: self.stats.rejected,
             });
@@ -183,7 +217,7 @@ impl Sink {
         if let Some(max) = max_reject_fraction {
             if fraction > max {
                 return Err(DataError::TooManyRejected {
-                    path: self.path,
+                    path: self.path.clone(),
                     rows: self.stats.rows,
                     rejected: self.stats.rejected,
                     fraction,
@@ -191,14 +225,7 @@ impl Sink {
                 });
             }
         }
-        Ok(LoadedData {
-            path: self.path,
-            format,
-            examples: self.examples,
-            lines: self.lines,
-            rejected: self.rejected,
-            stats: self.stats,
-        })
+        Ok(())
     }
 }
 

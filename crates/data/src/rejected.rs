@@ -117,6 +117,12 @@ pub fn write_rejected(path: &Path, rejected: &[Rejected]) -> Result<()> {
         w.flush().map_err(|e| DataError::io(path, e))?;
     }
     tmp.as_file().sync_all().map_err(|e| DataError::io(path, e))?;
+    // NamedTempFile is created owner-only; give the report the usual file mode.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| DataError::io(path, e))?;
+    }
     tmp.persist(path).map_err(|e| DataError::io(path, e.error))?;
     Ok(())
 }

@@ -255,9 +255,11 @@ impl Recipe {
         for o in overrides {
             set_override(&mut doc, o)?;
         }
-        let mut recipe: Recipe = toml::Value::Table(doc)
-            .try_into()
-            .map_err(|e: toml::de::Error| RecipeError::Parse { path: path.to_path_buf(), reason: one_line(&e) })?;
+        let origin =
+            if overrides.is_empty() { String::new() } else { " (after the command-line overrides)".to_string() };
+        let mut recipe: Recipe = toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| {
+            RecipeError::Parse { path: path.to_path_buf(), reason: format!("{}{origin}", one_line(&e)) }
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let rel = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -277,7 +279,7 @@ impl Recipe {
         let bad = |key: &str, reason: String| Err(RecipeError::Invalid { key: key.to_string(), reason });
         let o = &self.optim;
         if !o.lr.is_finite() || o.lr <= 0.0 {
-            return bad("optim.lr", format!("must be > 0, got {}", o.lr));
+            return bad("optim.lr", format!("must be a finite number > 0, got {}", o.lr));
         }
         if o.weight_decay.is_nan() || o.weight_decay < 0.0 {
             return bad("optim.weight_decay", format!("must be >= 0, got {}", o.weight_decay));

@@ -30,7 +30,7 @@ pub enum RunError {
     Train(#[from] crate::TrainError),
     #[error("{path}: {err}")]
     Io { path: PathBuf, err: std::io::Error },
-    #[error("{0}: the folder already holds a run; pass --overwrite to replace it")]
+    #[error("{0}: the folder already holds a run (possibly an interrupted one); pass --overwrite to replace it")]
     OutputExists(PathBuf),
     #[error("the model has no chat template, which the training data needs")]
     NoChatTemplate,
@@ -62,6 +62,8 @@ pub struct Summary {
     pub val_examples: usize,
     pub rejected_rows: usize,
     pub tokenize: tuneguard_data::tokenize::TokenizeStats,
+    /// Tokenization counts of the held-out examples.
+    pub val_tokenize: tuneguard_data::tokenize::TokenizeStats,
     pub trainable_parameters: usize,
     pub steps: u64,
     pub tokens: usize,
@@ -192,15 +194,15 @@ pub fn eval_loss(model: &Llama, examples: &[TokenizedExample]) -> Result<f64> {
 /// Any [`RunError`]; nothing is left half-written in the run folder's files.
 pub fn run(recipe: &Recipe, model_path: &Path, overwrite: bool, progress: &mut dyn Progress) -> Result<Summary> {
     let out = &recipe.output.dir;
-    let markers = ["summary.json", "metrics.jsonl", "adapter", "model", "config.toml"];
-    if markers.iter().any(|m| out.join(m).exists()) {
-        if !overwrite {
-            return Err(RunError::OutputExists(out.clone()));
-        }
-        for m in markers {
-            let p = out.join(m);
-            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
-        }
+    // A run has started once metrics.jsonl exists; config.toml and rejected.jsonl alone are left
+    // by a run that stopped before training and do not block the next one.
+    let markers = ["summary.json", "metrics.jsonl", "adapter", "model"];
+    if markers.iter().any(|m| out.join(m).exists()) && !overwrite {
+        return Err(RunError::OutputExists(out.clone()));
+    }
+    for m in markers.iter().chain(&["config.toml", "rejected.jsonl"]) {
+        let p = out.join(m);
+        let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
     }
     std::fs::create_dir_all(out).map_err(io(out))?;
     write_atomic(&out.join("config.toml"), &recipe.to_toml())?;
@@ -218,21 +220,39 @@ pub fn run(recipe: &Recipe, model_path: &Path, overwrite: bool, progress: &mut d
         format: recipe.data.format.clone(),
         file_kind: None,
         max_reject_fraction: recipe.data.max_reject_fraction,
+        keep_empty: true,
     };
     let data = load_file(&recipe.data.train, &opts)?;
+    // Rejected rows are reported and written before any check can stop the run.
     tuneguard_data::rejected::write_rejected(&out.join("rejected.jsonl"), &data.rejected)?;
     for r in data.rejected.iter().take(5) {
         progress.message(&format!("rejected {r}"));
     }
+    if data.rejected.len() > 5 {
+        progress.message(&format!(
+            "... {} rejected rows in all, see {}",
+            data.rejected.len(),
+            out.join("rejected.jsonl").display()
+        ));
+    }
+    data.check(recipe.data.max_reject_fraction)?;
     let mut examples = data.examples;
     examples.shuffle(&mut StdRng::seed_from_u64(t.seed));
     let n_val = recipe.data.val_size.min(examples.len().saturating_sub(1));
+    if n_val < recipe.data.val_size {
+        progress.message(&format!(
+            "warning: data.val_size {} leaves no training data; holding out {n_val} of {} examples",
+            recipe.data.val_size,
+            examples.len()
+        ));
+    }
     let (val_ex, train_ex) = examples.split_at(n_val);
     let template = loaded.chat_template.as_ref().ok_or(RunError::NoChatTemplate)?;
     let tok = ChatTokenizer::new(&loaded.tokenizer, template)?;
     let topts = TokenizeOptions { max_len: recipe.data.max_len, overflow: recipe.data.overflow };
     let (train, tstats) = tok.tokenize_all(train_ex, topts)?;
-    let val = if val_ex.is_empty() { Vec::new() } else { tok.tokenize_all(val_ex, topts)?.0 };
+    let (val, val_stats) =
+        if val_ex.is_empty() { (Vec::new(), Default::default()) } else { tok.tokenize_all(val_ex, topts)? };
     progress.message(&format!(
         "{} training and {} held-out examples ({} rows rejected, {} truncated, {} dropped)",
         train.len(),
@@ -245,7 +265,15 @@ pub fn run(recipe: &Recipe, model_path: &Path, overwrite: bool, progress: &mut d
     let val_loss_base = if val.is_empty() { None } else { Some(eval_loss(&loaded.model, &val)?) };
     let n_train_examples = train.len();
     let train = training_rows(train, recipe.data.packing, recipe.data.max_len)?;
-    let per_step = t.batch_size * t.grad_accum;
+    let mut per_step = t.batch_size * t.grad_accum;
+    if per_step > train.len() {
+        progress.message(&format!(
+            "warning: train.batch_size × train.grad_accum = {per_step} exceeds the {} training rows; using {} per step",
+            train.len(),
+            train.len()
+        ));
+        per_step = train.len();
+    }
     let total_steps = if t.max_steps > 0 { t.max_steps } else { (train.len().div_ceil(per_step) * t.epochs) as u64 };
     let o = &recipe.optim;
     let mut opt =
@@ -322,6 +350,7 @@ pub fn run(recipe: &Recipe, model_path: &Path, overwrite: bool, progress: &mut d
         val_examples: val.len(),
         rejected_rows: data.rejected.len(),
         tokenize: tstats,
+        val_tokenize: val_stats,
         trainable_parameters: trainable,
         steps: total_steps,
         tokens: tokens_total,
