@@ -229,16 +229,6 @@ impl LoadedData {
     }
 }
 
-fn type_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
 
 /// Reads JSONL line by line as bytes, so a non-UTF-8 line is rejected rather than fatal.
 fn read_jsonl<R: BufRead>(sink: &mut Sink, mut reader: R) -> Result<()> {
@@ -272,7 +262,7 @@ fn read_jsonl<R: BufRead>(sink: &mut Sink, mut reader: R) -> Result<()> {
         match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(obj)) => sink.record(line, bytes, &obj, false),
             Ok(other) => {
-                let reason = format!("expected a JSON object, found {}", type_of(&other));
+                let reason = format!("expected a JSON object, found {}", crate::record::type_name(&other));
                 sink.reject(line, bytes, (RejectKind::NotAnObject, reason));
             }
             Err(e) => sink.reject(line, bytes, (RejectKind::InvalidJson, format!("invalid JSON: {e}"))),

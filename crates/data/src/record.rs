@@ -65,7 +65,8 @@ impl RejectKind {
 /// A rejection reason before it is tied to a file and line.
 pub(crate) type Reject = (RejectKind, String);
 
-fn type_name(v: &Value) -> &'static str {
+/// How a JSON value's type reads in a rejection reason ("a number", "a list"...).
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
