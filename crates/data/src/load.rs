@@ -229,7 +229,6 @@ impl LoadedData {
     }
 }
 
-
 /// Reads JSONL line by line as bytes, so a non-UTF-8 line is rejected rather than fatal.
 fn read_jsonl<R: BufRead>(sink: &mut Sink, mut reader: R) -> Result<()> {
     let mut buf = Vec::new();
