@@ -168,3 +168,17 @@ fn all_rows_bad_reports_them_and_does_not_block_the_next_run() {
     let again = tuneguard(&["train", fixed.to_str().unwrap(), "train.max_steps=1"]);
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
 }
+
+#[test]
+fn the_loss_watchdog_stops_a_diverging_run() {
+    if require_default_model().is_none() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = recipe(d.path(), &quickstart_data());
+    let out = tuneguard(&["train", r.to_str().unwrap(), "optim.lr=1e6", "train.max_steps=4"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("training diverged at step"), "{err}");
+    assert!(!d.path().join("run/summary.json").exists(), "a diverged run writes no summary");
+}

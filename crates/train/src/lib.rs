@@ -2,6 +2,7 @@
 //! pass (no autograd graph: only the LoRA matrices get gradients, frozen weights get none).
 pub mod block;
 pub mod error;
+pub mod guards;
 pub mod init;
 pub mod linear_grad;
 pub mod optim;

@@ -136,6 +136,10 @@ pub struct TrainSection {
     /// Seed for the split, shuffling and LoRA initialization.
     #[serde(default)]
     pub seed: u64,
+    /// Loss watchdog: stop when a step's loss exceeds this multiple of the first step's
+    /// (0 = off; a NaN or infinite loss always stops the run).
+    #[serde(default = "d_divergence")]
+    pub divergence_factor: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -181,6 +185,9 @@ fn d_schedule() -> String {
 fn d_method() -> String {
     "lora".into()
 }
+fn d_divergence() -> f64 {
+    3.0
+}
 fn d_batch() -> usize {
     4
 }
@@ -209,7 +216,15 @@ impl Default for OptimSection {
 }
 impl Default for TrainSection {
     fn default() -> Self {
-        TrainSection { method: d_method(), batch_size: d_batch(), grad_accum: 1, epochs: 1, max_steps: 0, seed: 0 }
+        TrainSection {
+            method: d_method(),
+            batch_size: d_batch(),
+            grad_accum: 1,
+            epochs: 1,
+            max_steps: 0,
+            seed: 0,
+            divergence_factor: d_divergence(),
+        }
     }
 }
 

@@ -34,6 +34,9 @@ pub enum RunError {
     OutputExists(PathBuf),
     #[error("the model has no chat template, which the training data needs")]
     NoChatTemplate,
+    /// The loss watchdog: a non-finite loss, or one far above the first step's.
+    #[error("training diverged at step {step}: loss {loss} ({why}); lower optim.lr or check the data")]
+    Diverged { step: u64, loss: f64, why: String },
 }
 
 type Result<T> = std::result::Result<T, RunError>;
@@ -284,6 +287,7 @@ pub fn run(recipe: &Recipe, model_path: &Path, overwrite: bool, progress: &mut d
     let mut order: Vec<usize> = Vec::new();
     let mut epoch = 0u64;
     let (start, mut tokens_total, mut last_loss) = (Instant::now(), 0usize, None);
+    let mut first_loss: Option<f64> = None;
     for step in 0..total_steps {
         let t0 = Instant::now();
         let mut picked = Vec::with_capacity(per_step);
@@ -326,6 +330,17 @@ pub fn run(recipe: &Recipe, model_path: &Path, overwrite: bool, progress: &mut d
         let line = serde_json::to_string(&m).unwrap_or_default();
         writeln!(metrics, "{line}").and_then(|_| metrics.flush()).map_err(io(&metrics_path))?;
         progress.step(&m);
+        // Loss watchdog: stop on NaN/inf, or on a loss above `divergence_factor` × the first.
+        let first = *first_loss.get_or_insert(loss);
+        let factor = t.divergence_factor;
+        if !loss.is_finite() || (factor > 0.0 && first.is_finite() && loss > factor * first) {
+            let why = if loss.is_finite() {
+                format!("more than {factor} × the first step's {first:.4}")
+            } else {
+                "not finite".into()
+            };
+            return Err(RunError::Diverged { step: step + 1, loss, why });
+        }
         last_loss = Some(loss);
     }
     let seconds = start.elapsed().as_secs_f64();

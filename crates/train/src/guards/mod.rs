@@ -1,0 +1,2 @@
+//! Guards that watch a run and can stop it.
+pub mod early_stopping;
