@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::chat::ChatTemplate;
+use crate::chat::{chat_template_from_gguf, find_chat_template_in_dir, ChatTemplate};
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::gguf::{GgufFile, GGUF_MAGIC};
@@ -102,10 +102,6 @@ fn check_vocab(tok: &TextTokenizer, cfg: &ModelConfig) -> Result<()> {
     Ok(())
 }
 
-fn template(source: Option<&str>, tok: &TextTokenizer, origin: &Path) -> Result<Option<ChatTemplate>> {
-    source.map(|s| ChatTemplate::new(s.to_string(), tok.bos_token(), tok.eos_token(), origin.to_path_buf())).transpose()
-}
-
 /// Loads a model (GGUF file or Hugging Face directory) with its tokenizer and chat template.
 ///
 /// # Errors
@@ -118,7 +114,7 @@ pub fn load(path: &Path) -> Result<LoadedModel> {
             let config = ModelConfig::from_gguf(&g)?;
             let tokenizer = TextTokenizer::from_gguf(&g)?;
             check_vocab(&tokenizer, &config)?;
-            let chat_template = template(g.get_str("tokenizer.chat_template"), &tokenizer, &location.path)?;
+            let chat_template = ChatTemplate::from_gguf(&g, tokenizer.bos_token(), tokenizer.eos_token())?;
             let model = build_llama(&config, &GgufSource { file: &g, head_dim: config.head_dim })?;
             let mut tensor_types = BTreeMap::new();
             for t in &g.tensors {
@@ -132,14 +128,7 @@ pub fn load(path: &Path) -> Result<LoadedModel> {
             let config = ModelConfig::from_hf_config(&dir.join("config.json"))?;
             let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
             check_vocab(&tokenizer, &config)?;
-            let jinja = dir.join("chat_template.jinja");
-            // Template errors name the file the template came from.
-            let (source, origin) = if jinja.is_file() {
-                (Some(std::fs::read_to_string(&jinja).map_err(|e| ModelError::io(&jinja, e))?), jinja)
-            } else {
-                (tokenizer.chat_template().map(str::to_string), dir.join("tokenizer_config.json"))
-            };
-            let chat_template = template(source.as_deref(), &tokenizer, &origin)?;
+            let chat_template = ChatTemplate::from_hf_dir(&dir, tokenizer.bos_token(), tokenizer.eos_token())?;
             let src = open_weights(&location)?;
             let tensor_types = src.dtype_counts();
             let model = build_llama(&config, &src)?;
@@ -208,7 +197,7 @@ pub fn inspect(path: &Path) -> Result<ModelInfo> {
             }
             let bytes = std::fs::metadata(&location.path).map_err(|e| ModelError::io(&location.path, e))?.len();
             let name = g.get_str("general.name").map(str::to_string).unwrap_or_else(|| file_stem(&location.path));
-            let template = g.get_str("tokenizer.chat_template").map(str::to_string);
+            let template = chat_template_from_gguf(&g).map(str::to_string);
             (config, tokenizer, types, bytes, name, template)
         }
         ModelFormat::Safetensors => {
@@ -217,12 +206,7 @@ pub fn inspect(path: &Path) -> Result<ModelInfo> {
             let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
             let src = open_weights(&location)?;
             let (types, bytes) = src.summary();
-            let jinja = dir.join("chat_template.jinja");
-            let template = if jinja.is_file() {
-                Some(std::fs::read_to_string(&jinja).map_err(|e| ModelError::io(&jinja, e))?)
-            } else {
-                tokenizer.chat_template().map(str::to_string)
-            };
+            let template = find_chat_template_in_dir(dir)?.map(|(text, _)| text);
             (config, tokenizer, types, bytes, file_stem(dir), template)
         }
     };

@@ -46,7 +46,8 @@ pub struct Linear {
     pub prepacked: Option<crate::sgemm::PackedWeight>,
 }
 
-fn f32_bytes(v: &[f32]) -> &[u8] {
+/// The bytes of an f32 slice (native little-endian on the targets we build for).
+pub(crate) fn f32_bytes(v: &[f32]) -> &[u8] {
     // SAFETY: f32 has no padding or invalid bit patterns; u8 has alignment 1.
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
 }

@@ -183,8 +183,7 @@ impl LoraAdapter {
 /// `InvalidAdapter` when the model has no LoRA weights or ranks/scales differ between modules,
 /// `Io` naming the path when writing fails.
 pub fn save_adapter(model: &Llama, out: &Path, base_model: &str, lora_dropout: f64) -> Result<()> {
-    use safetensors::tensor::TensorView;
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
     let mut modules = std::collections::BTreeSet::new();
     let mut rank_scale: Option<(usize, f32)> = None;
     for (i, layer) in model.layers.iter().enumerate() {
@@ -199,15 +198,11 @@ pub fn save_adapter(model: &Llama, out: &Path, base_model: &str, lora_dropout: f
             rank_scale = Some((l.rank, l.scale));
             modules.insert(module.rsplit('.').next().unwrap_or(module).to_string());
             let key = |w: &str| format!("base_model.model.model.layers.{i}.{module}.lora_{w}.weight");
-            let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-            tensors.push((key("A"), vec![l.rank, lin.in_features], bytes(&l.a)));
-            tensors.push((key("B"), vec![lin.out_features, l.rank], bytes(&l.b)));
+            tensors.push((key("A"), vec![l.rank, lin.in_features], &l.a));
+            tensors.push((key("B"), vec![lin.out_features, l.rank], &l.b));
         }
     }
     let Some((r, scale)) = rank_scale else { return Err(invalid(out, "the model has no LoRA weights")) };
-    if out.exists() {
-        return Err(ModelError::io(out, std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists")));
-    }
     let config = serde_json::json!({
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",
@@ -224,33 +219,16 @@ pub fn save_adapter(model: &Llama, out: &Path, base_model: &str, lora_dropout: f
         "inference_mode": true,
         "modules_to_save": null,
     });
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "adapter".into());
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
-    let write = || -> Result<()> {
-        let cfg_path = tmp.join("adapter_config.json");
+    crate::save::write_dir_atomically(out, |dir| {
+        let cfg_path = dir.join("adapter_config.json");
         let text = serde_json::to_string_pretty(&config).map_err(|e| invalid(&cfg_path, e.to_string()))?;
         std::fs::write(&cfg_path, text).map_err(|e| ModelError::io(&cfg_path, e))?;
-        let st_path = tmp.join("adapter_model.safetensors");
-        let views = tensors
-            .iter()
-            .map(|(n, s, b)| {
-                TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                    .map(|v| (n.clone(), v))
-                    .map_err(|e| invalid(&st_path, e.to_string()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let bytes = safetensors::serialize(views, None).map_err(|e| invalid(&st_path, e.to_string()))?;
-        std::fs::write(&st_path, bytes).map_err(|e| ModelError::io(&st_path, e))?;
-        std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e))
-    };
-    let result = write();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    result
+        crate::save::write_f32_safetensors(
+            &dir.join("adapter_model.safetensors"),
+            tensors.iter().map(|(n, shape, d)| (n.as_str(), shape.as_slice(), *d)),
+            None,
+        )
+    })
 }
 
 #[cfg(test)]

@@ -11,12 +11,7 @@ use safetensors::Dtype;
 use crate::config::Architecture;
 use crate::engine::LoadedModel;
 use crate::error::{ModelError, Result};
-use crate::linear::Linear;
-
-fn bytes_of(v: &[f32]) -> &[u8] {
-    // SAFETY: f32 has no padding or invalid bit patterns; u8 has alignment 1.
-    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
-}
+use crate::linear::{f32_bytes, Linear};
 
 /// (Hugging Face name, shape, f32 values).
 pub type NamedTensor<'a> = (String, Vec<usize>, Cow<'a, [f32]>);
@@ -116,20 +111,54 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
 /// # Errors
 /// `Io` naming the path when `out` exists or a file cannot be written.
 pub fn save_hf_dir(m: &LoadedModel, out: &Path) -> Result<()> {
+    write_dir_atomically(out, |tmp| write_contents(m, tmp))
+}
+
+/// Creates the directory `out` (which must not exist) by letting `write` fill a temporary
+/// sibling `.NAME.tmp-PID` and renaming it into place; on error the temporary folder is
+/// removed, so `out` never appears half-written.
+pub(crate) fn write_dir_atomically(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     if out.exists() {
         return Err(ModelError::io(out, std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists")));
     }
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
     remove_stale_temp_dirs(parent, &name);
     let tmp: PathBuf = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
-    let result = write_contents(m, &tmp).and_then(|_| std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e)));
+    let result = write(&tmp).and_then(|_| std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e)));
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result
+}
+
+/// Writes f32 tensors `(name, shape, values)` as a safetensors file with mode 0644.
+pub(crate) fn write_f32_safetensors<'a>(
+    path: &Path,
+    tensors: impl Iterator<Item = (&'a str, &'a [usize], &'a [f32])>,
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<()> {
+    let invalid = |reason: String| ModelError::InvalidSafetensors { path: path.to_path_buf(), reason };
+    let views = tensors
+        .map(|(n, shape, data)| {
+            TensorView::new(Dtype::F32, shape.to_vec(), f32_bytes(data))
+                .map(|v| (n.to_string(), v))
+                .map_err(|e| invalid(e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize_to_file(views, metadata, path).map_err(|e| match e {
+        safetensors::SafeTensorError::IoError(io) => ModelError::io(path, io),
+        other => invalid(other.to_string()),
+    })?;
+    // serialize_to_file creates the file owner-only; give it the mode of the other files.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(|e| ModelError::io(path, e))?;
+    }
+    Ok(())
 }
 
 /// Removes `.NAME.tmp-PID` folders left by an interrupted earlier run whose process is gone.
@@ -153,28 +182,13 @@ fn remove_stale_temp_dirs(parent: &Path, name: &str) {
 fn write_contents(m: &LoadedModel, dir: &Path) -> Result<()> {
     write_json(&dir.join("config.json"), &hf_config(m))?;
     let tensors = named_tensors(&m.model);
-    let st_path = dir.join("model.safetensors");
-    let views = tensors
-        .iter()
-        .map(|(n, shape, data)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes_of(data))
-                .map(|v| (n.clone(), v))
-                .map_err(|e| ModelError::InvalidSafetensors { path: st_path.clone(), reason: e.to_string() })
-        })
-        .collect::<Result<Vec<_>>>()?;
     let mut meta = std::collections::HashMap::new();
     meta.insert("format".to_string(), "pt".to_string());
-    safetensors::serialize_to_file(views, Some(meta), &st_path).map_err(|e| match e {
-        safetensors::SafeTensorError::IoError(io) => ModelError::io(&st_path, io),
-        other => ModelError::InvalidSafetensors { path: st_path.clone(), reason: other.to_string() },
-    })?;
-    // serialize_to_file creates the file owner-only; give it the mode of the other files.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&st_path, std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| ModelError::io(&st_path, e))?;
-    }
+    write_f32_safetensors(
+        &dir.join("model.safetensors"),
+        tensors.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), &**d)),
+        Some(meta),
+    )?;
     let tok_path = dir.join("tokenizer.json");
     m.tokenizer
         .inner()
