@@ -3,6 +3,7 @@
 //!
 //! Shapes legend: t tokens of this call, T tokens in the cache, d hidden, h heads, kv kv-heads,
 //! hd head dim, ff MLP width, v vocab.
+use gemm::Parallelism;
 use rayon::prelude::*;
 
 use crate::config::ModelConfig;
@@ -244,8 +245,8 @@ fn attention(
             let rows = r1 - r0;
             let lo = window.map_or(0, |w| (past + r0 + 1).saturating_sub(w)); // first key any row sees
             let n_keys = past + r1 - lo;
-            let mut scores = vec![0f32; rows * n_keys]; // (rows, keys lo..past+r1)
-                                                        // scores = q_h (rows, hd) · K_kvh (keys, hd)ᵀ · scale
+            // scores (rows, keys lo..past+r1) = q_h (rows, hd) · K_kvh (keys, hd)ᵀ · scale
+            let mut scores = vec![0f32; rows * n_keys];
             let q_h = &q[r0 * nh * hd + head * hd..];
             ops::matmul_strided(
                 q_h,
@@ -257,6 +258,7 @@ fn attention(
                 hd,
                 n_keys,
                 scale,
+                Parallelism::None,
             );
             for (i, row) in scores.chunks_mut(n_keys).enumerate() {
                 let pos = past + r0 + i;
@@ -268,7 +270,18 @@ fn attention(
             }
             let mut out = vec![0f32; rows * hd]; // (rows, hd) = P (rows, keys) · V_kvh (keys, hd)
             let v_h = &values[lo * kvw + kvh * hd..];
-            ops::matmul_strided(&scores, (n_keys, 1), v_h, (kvw, 1), &mut out, rows, n_keys, hd, 1.0);
+            ops::matmul_strided(
+                &scores,
+                (n_keys, 1),
+                v_h,
+                (kvw, 1),
+                &mut out,
+                rows,
+                n_keys,
+                hd,
+                1.0,
+                Parallelism::None,
+            );
             out
         })
         .collect();

@@ -62,26 +62,9 @@ pub fn matmul_wt(
 }
 
 /// General strided matmul `c (m, n) = alpha · a (m, k) · b (k, n)` with explicit (row, col)
-/// strides, on the calling thread.
+/// strides, on `par` threads.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_strided(
-    a: &[f32],
-    a_strides: (usize, usize),
-    b: &[f32],
-    b_strides: (usize, usize),
-    c: &mut [f32],
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: f32,
-) {
-    matmul_strided_par(a, a_strides, b, b_strides, c, m, k, n, alpha, Parallelism::None)
-}
-
-/// [`matmul_strided`] with a choice of threads.
-/// General strided matmul `c (m, n) = a (m, k) · b (k, n)` with explicit (row, col) strides.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_strided_par(
     a: &[f32],
     a_strides: (usize, usize),
     b: &[f32],
@@ -195,6 +178,13 @@ fn silu_mul_chunk(g: &mut [f32], u: &[f32]) {
             *g = *g / (1.0 + exp_f32(-*g)) * u;
         }
     })
+}
+
+/// `ln Σ exp(row)` in f64 (max-shifted), for cross-entropy and log-likelihoods:
+/// `-log softmax(row)[i] = log_sum_exp(row) - row[i]`.
+pub fn log_sum_exp(row: &[f32]) -> f64 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    max + row.iter().map(|&z| (z as f64 - max).exp()).sum::<f64>().ln()
 }
 
 /// In-place softmax of one row; the row then sums to 1.

@@ -68,34 +68,28 @@ impl Rope {
 }
 
 impl RopeAngles {
-    /// Rotates x (t, heads·hd) in place; row `i` uses position `start + i`.
+    /// Rotates x (t, heads·hd) in place; row `i` uses the angles of position `i`.
     pub fn apply(&self, x: &mut [f32], heads: usize) {
-        let half = self.half;
-        let hd = 2 * half;
-        for (row, (cos, sin)) in x.chunks_mut(heads * hd).zip(self.cos.chunks(half).zip(self.sin.chunks(half))) {
-            for head in row.chunks_mut(hd) {
-                let (a, b) = head.split_at_mut(half);
-                for i in 0..half {
-                    let (x1, x2) = (a[i], b[i]);
-                    a[i] = x1 * cos[i] - x2 * sin[i];
-                    b[i] = x2 * cos[i] + x1 * sin[i];
-                }
-            }
-        }
+        self.rotate(x, heads, 1.0);
     }
 
     /// The transpose of [`RopeAngles::apply`] (rotation by the negative angle), for the
     /// backward pass: maps d(rotated) to d(input), x (t, heads·hd) in place.
     pub fn apply_transposed(&self, x: &mut [f32], heads: usize) {
+        self.rotate(x, heads, -1.0);
+    }
+
+    /// Rotation of each (i, i + hd/2) pair by `sign` × the angle.
+    fn rotate(&self, x: &mut [f32], heads: usize, sign: f32) {
         let half = self.half;
         let hd = 2 * half;
         for (row, (cos, sin)) in x.chunks_mut(heads * hd).zip(self.cos.chunks(half).zip(self.sin.chunks(half))) {
             for head in row.chunks_mut(hd) {
                 let (a, b) = head.split_at_mut(half);
                 for i in 0..half {
-                    let (g1, g2) = (a[i], b[i]);
-                    a[i] = g1 * cos[i] + g2 * sin[i];
-                    b[i] = g2 * cos[i] - g1 * sin[i];
+                    let (x1, x2, s) = (a[i], b[i], sign * sin[i]);
+                    a[i] = x1 * cos[i] - x2 * s;
+                    b[i] = x2 * cos[i] + x1 * s;
                 }
             }
         }

@@ -65,9 +65,7 @@ pub fn mean_log_likelihood(logits: &[f32], ids: &[u32]) -> f64 {
     let mut sum = 0.0;
     for t in 1..ids.len() {
         let row = &logits[(t - 1) * v..t * v];
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let lse = max + row.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
-        sum += row[ids[t] as usize] as f64 - lse;
+        sum += row[ids[t] as usize] as f64 - crate::ops::log_sum_exp(row);
     }
     sum / (ids.len() - 1) as f64
 }

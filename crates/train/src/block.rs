@@ -83,7 +83,18 @@ pub fn forward(
             let g = h / group;
             // P = softmax(scale · q_h k_gᵀ) with the causal mask; O_h = P v_g.
             let mut p = vec![0f32; t * t];
-            ops::matmul_strided(&q[h * hd..], (nh * hd, 1), &k[g * hd..], (1, kvw), &mut p, t, hd, t, scale);
+            ops::matmul_strided(
+                &q[h * hd..],
+                (nh * hd, 1),
+                &k[g * hd..],
+                (1, kvw),
+                &mut p,
+                t,
+                hd,
+                t,
+                scale,
+                gemm::Parallelism::None,
+            );
             for (i, row) in p.chunks_mut(t).enumerate() {
                 row[i + 1..].fill(0.0);
                 row[..first_key[i]].fill(0.0);

@@ -174,9 +174,7 @@ pub fn eval_loss(model: &Llama, examples: &[TokenizedExample]) -> Result<f64> {
             let mut n = 0;
             for (i, row) in logits.chunks(v).enumerate() {
                 let Some(&target) = ex.labels.get(i + 1).filter(|&&l| l != IGNORE) else { continue };
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-                let lse = max + row.iter().map(|&z| (z as f64 - max).exp()).sum::<f64>().ln();
-                sum += lse - row[target as usize] as f64;
+                sum += tuneguard_model::ops::log_sum_exp(row) - row[target as usize] as f64;
                 n += 1;
             }
             Ok((sum, n))

@@ -239,10 +239,7 @@ fn sequence(
             .ok()
             .filter(|&x| x < v)
             .ok_or_else(|| TrainError::Batch(format!("label {target} is not a token id")))?;
-        // -log softmax(row)[target] = logsumexp(row) - row[target], in f64.
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let lse = max + row.iter().map(|&z| (z as f64 - max).exp()).sum::<f64>().ln();
-        loss += lse - row[target] as f64;
+        loss += ops::log_sum_exp(row) - row[target] as f64; // -log softmax(row)[target]
         ops::softmax_in_place(row);
         row[target] -= 1.0;
         row.iter_mut().for_each(|g| *g /= n_norm as f32);

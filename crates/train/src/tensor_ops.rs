@@ -9,7 +9,7 @@ pub fn mm(a: &[f32], a_s: (usize, usize), b: &[f32], b_s: (usize, usize), m: usi
     }
     // Large products use the whole pool: a single batch row must still use every core.
     let par = if m * n * k >= 1 << 22 { ops::parallelism() } else { gemm::Parallelism::None };
-    ops::matmul_strided_par(a, a_s, b, b_s, &mut c, m, k, n, 1.0, par);
+    ops::matmul_strided(a, a_s, b, b_s, &mut c, m, k, n, 1.0, par);
     c
 }
 
