@@ -1,4 +1,7 @@
 //! Full fine-tuning gradients on the real model, checked by central finite differences.
+mod common;
+
+use common::{central_difference, chat_example};
 use tuneguard_model::llama::Llama;
 use tuneguard_model::testutil::require_default_model;
 use tuneguard_train::optim::{full_params, prepare_full_finetune};
@@ -10,10 +13,7 @@ fn full_gradients_match_finite_differences() {
     let mut m = tuneguard_model::load(&model_path).expect("load");
     prepare_full_finetune(&mut m.model);
     let t = &m.tokenizer;
-    let p = t.encode("<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n", false).expect("enc");
-    let r = t.encode("Red is a colour.<|im_end|>", false).expect("enc");
-    let labels: Vec<i64> = vec![-100i64; p.len()].into_iter().chain(r.iter().map(|&x| x as i64)).collect();
-    let ids: Vec<u32> = p.into_iter().chain(r).collect();
+    let (ids, labels) = chat_example(t, "Name a colour.", "Red is a colour.");
     let loss_of = |model: &Llama| {
         let batch = [Sequence::new(&ids, &labels)];
         let mut g = FullGrads::zeros(model);
@@ -40,12 +40,7 @@ fn full_gradients_match_finite_differences() {
         };
         let eps = 5e-3f32;
         let bump = |model: &mut Llama, delta: f32| full_params(model)[buf][i] += delta;
-        bump(&mut m.model, eps);
-        let up = loss_of(&m.model);
-        bump(&mut m.model, -2.0 * eps);
-        let down = loss_of(&m.model);
-        bump(&mut m.model, eps);
-        let numeric = (up - down) / (2.0 * eps as f64);
+        let numeric = central_difference(&mut m.model, eps, bump, loss_of);
         eprintln!("{name}[{i}]: analytic {analytic:.6e}, numeric {numeric:.6e}");
         assert!(
             (numeric - analytic as f64).abs() < 0.05 * analytic.abs() as f64 + 1e-4,

@@ -1,6 +1,9 @@
 //! Agreement with PEFT (`shared/golden/peft_lora_r4`): from `adapter_init`, five AdamW steps on
 //! the golden batch reproduce PEFT's loss trajectory (1e-3 abs) and pre-clip gradient norms
 //! (1e-2 rel). Needs the default model (`scripts/fetch-default-model.sh`).
+mod common;
+
+use common::{central_difference, chat_example};
 use serde_json::Value;
 use tuneguard_model::testutil::{require_default_model, shared_dir};
 use tuneguard_train::optim::{clip_grad_norm, AdamW, AdamWConfig};
@@ -83,12 +86,7 @@ fn accumulating_micro_batches_equals_one_batch() {
     let seqs: Vec<(Vec<u32>, Vec<i64>)> = ["Name a colour.", "What is 2 + 3?", "Say hi.", "Spell cat."]
         .iter()
         .zip(["Red.", "2 + 3 equals 5.", "Hi!", "C-A-T."])
-        .map(|(q, a)| {
-            let p = t.encode(&format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"), false).expect("enc");
-            let r = t.encode(&format!("{a}<|im_end|>"), false).expect("enc");
-            let labels = vec![-100i64; p.len()].into_iter().chain(r.iter().map(|&x| x as i64)).collect();
-            (p.into_iter().chain(r).collect(), labels)
-        })
+        .map(|(q, a)| chat_example(t, q, a))
         .collect();
     let batch: Vec<Sequence> = seqs.iter().map(|(i, l)| Sequence::new(i, l)).collect();
     let n = count_supervised(&batch);
@@ -116,10 +114,7 @@ fn lora_dropout_gradients_match_finite_differences() {
     let adapter = shared_dir().join("golden/peft_lora_r4/adapter_init");
     let mut m = tuneguard_model::load_with_adapter(&model_path, Some(&adapter)).expect("load");
     let t = &m.tokenizer;
-    let p = t.encode("<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n", false).expect("enc");
-    let r = t.encode("Red is a colour.<|im_end|>", false).expect("enc");
-    let labels: Vec<i64> = vec![-100i64; p.len()].into_iter().chain(r.iter().map(|&x| x as i64)).collect();
-    let ids: Vec<u32> = p.into_iter().chain(r).collect();
+    let (ids, labels) = chat_example(t, "Name a colour.", "Red is a colour.");
     let dropout = Some(Dropout { p: 0.3, seed: 11 });
     let loss_of = |m: &tuneguard_model::llama::Llama| {
         let batch = [Sequence::new(&ids, &labels)];
@@ -140,12 +135,7 @@ fn lora_dropout_gradients_match_finite_differences() {
             let v = if which == "A" { &mut lora.a } else { &mut lora.b };
             v[i] += delta;
         };
-        bump(&mut m.model, eps);
-        let up = loss_of(&m.model);
-        bump(&mut m.model, -2.0 * eps);
-        let down = loss_of(&m.model);
-        bump(&mut m.model, eps);
-        let numeric = (up - down) / (2.0 * eps as f64);
+        let numeric = central_difference(&mut m.model, eps, bump, loss_of);
         eprintln!("lora_{which}[{i}]: analytic {analytic:.6e}, numeric {numeric:.6e}");
         assert!(
             (numeric - analytic as f64).abs() < 0.05 * analytic.abs() as f64 + 1e-5,
@@ -163,12 +153,7 @@ fn a_packed_row_equals_its_examples_as_separate_rows() {
     let t = &m.tokenizer;
     let examples: Vec<(Vec<u32>, Vec<i64>)> = [("Name a colour.", "Red."), ("What is 2 + 3?", "2 + 3 equals 5.")]
         .iter()
-        .map(|(q, a)| {
-            let p = t.encode(&format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"), false).expect("enc");
-            let r = t.encode(&format!("{a}<|im_end|>"), false).expect("enc");
-            let labels = vec![-100i64; p.len()].into_iter().chain(r.iter().map(|&x| x as i64)).collect();
-            (p.into_iter().chain(r).collect(), labels)
-        })
+        .map(|(q, a)| chat_example(t, q, a))
         .collect();
     let separate: Vec<Sequence> = examples.iter().map(|(i, l)| Sequence::new(i, l)).collect();
     let ids: Vec<u32> = examples.iter().flat_map(|(i, _)| i.clone()).collect();
