@@ -37,6 +37,9 @@ pub enum DataError {
     /// An error from the model crate (tokenizer, chat template).
     #[error(transparent)]
     Model(#[from] tuneguard_model::ModelError),
+    /// The train/validation split cannot be made (`data.val_size`, stratification).
+    #[error(transparent)]
+    Split(#[from] crate::split::SplitError),
 }
 
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
