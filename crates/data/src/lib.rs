@@ -4,18 +4,31 @@
 //! - [`load`]: JSONL/CSV files → [`Example`]s, bad rows → [`Rejected`] (`rejected.jsonl`);
 //! - [`tokenize`]: chat-template rendering and loss masks ([`TokenizedExample`]);
 //! - [`batch`]: padding collation and packing into [`Batch`]es.
+//! - [`split`]: seeded, optionally stratified train/validation split ([`split_indices`]);
+//! - [`leakage`]: exact and near duplicates between train and validation ([`find_leaks`]), with
+//!   [`normalize`] and [`minhash`] (MinHash signatures, LSH index).
+pub mod augment;
 pub mod batch;
 pub mod error;
 pub mod format;
+pub mod leakage;
 pub mod load;
+pub mod minhash;
+pub mod normalize;
+pub mod provenance;
 pub mod record;
 pub mod rejected;
+pub mod split;
 pub mod tokenize;
 
 pub use batch::{collate_packed, collate_padded, num_supervised, plan_packing, Batch};
 pub use error::{DataError, Result};
 pub use format::DataFormat;
+pub use leakage::{example_text, find_leaks, Leak, LeakKind, LeakageOptions};
 pub use load::{load_file, load_reader, FileKind, LoadOptions, LoadedData};
+pub use minhash::{jaccard, optimal_bands_rows, LshIndex, MinHasher, Signature};
+pub use normalize::normalize_text;
 pub use record::{Example, RejectKind};
 pub use rejected::{write_rejected, LoadStats, Rejected, MAX_RAW_CHARS};
+pub use split::{read_field_values, split_indices, SplitError, ValSize};
 pub use tokenize::{ChatTokenizer, Overflow, TokenizeOptions, TokenizeStats, TokenizedExample, IGNORE_INDEX};
