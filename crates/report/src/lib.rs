@@ -1,0 +1,82 @@
+//! HTML report of a training run: reads the run folder `tuneguard train` writes (`metrics.jsonl`,
+//! `summary.json`, `config.toml`, optional `audit.json`) and renders one self-contained page with
+//! the plots as inline SVG (plotters' SVG backend), no scripts, stylesheets or fonts fetched.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+mod error;
+mod page;
+mod plot;
+mod run;
+#[cfg(test)]
+mod tests;
+#[doc(hidden)]
+pub mod testutil;
+
+pub use error::ReportError;
+
+use error::Result;
+use run::RunData;
+
+/// The report of `run_dir` as an HTML document.
+///
+/// # Errors
+/// `NotADirectory`; `Read` for a file that exists but cannot be read; `MalformedLine` (file:line)
+/// for a `metrics.jsonl` line that is not a JSON object; `MalformedJson` for a bad `summary.json`
+/// or `audit.json`. Missing files and keys only leave sections out.
+pub fn render_run_report(run_dir: &Path) -> Result<String> {
+    page::page(&RunData::read(run_dir)?)
+}
+
+/// Writes the report to `run_dir/report.html` atomically (mode 0644) and returns that path.
+///
+/// # Errors
+/// As [`render_run_report`], and `Write` when the folder is not writable.
+pub fn write_run_report(run_dir: &Path) -> Result<PathBuf> {
+    let html = render_run_report(run_dir)?;
+    let path = run_dir.join("report.html");
+    write_atomic(&path, &html)?;
+    Ok(path)
+}
+
+/// The loss chart (training and validation loss against step, best and stop markers) as a
+/// standalone SVG document.
+///
+/// # Errors
+/// As [`render_run_report`], and `NoSteps` when no loss was recorded.
+pub fn loss_plot_svg(run_dir: &Path) -> Result<String> {
+    let run = RunData::read(run_dir)?;
+    let chart = plot::loss_chart(&run);
+    if !run.has_steps() || !plot::has_points(&chart) {
+        return Err(ReportError::NoSteps { path: run.metrics_path });
+    }
+    plot::render(&chart)
+}
+
+/// Writes [`loss_plot_svg`] to `out` atomically (mode 0644).
+///
+/// # Errors
+/// As [`loss_plot_svg`], and `Write` naming `out`.
+pub fn write_loss_plot_svg(run_dir: &Path, out: &Path) -> Result<()> {
+    write_atomic(out, &loss_plot_svg(run_dir)?)
+}
+
+/// Writes through a temporary file in the same folder and a rename, so readers never see half a file.
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let werr = |err| ReportError::Write { path: path.to_path_buf(), err };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
+    tmp.write_all(text.as_bytes()).map_err(werr)?;
+    tmp.as_file().sync_all().map_err(werr)?;
+    // NamedTempFile is created owner-only; a report is for everyone to read.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(werr)?;
+    }
+    tmp.persist(path).map_err(|e| werr(e.error))?;
+    Ok(())
+}
