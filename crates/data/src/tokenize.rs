@@ -85,6 +85,9 @@ pub struct ChatTokenizer<'a> {
     tokenizer: &'a TextTokenizer,
     template: &'a ChatTemplate,
     end_of_turn: String,
+    /// When false, a reply the template does not close with `end_of_turn` is supervised through
+    /// the end of its rendering instead of failing (see [`Self::allow_missing_end_of_turn`]).
+    require_end_of_turn: bool,
 }
 
 impl<'a> ChatTokenizer<'a> {
@@ -102,7 +105,15 @@ impl<'a> ChatTokenizer<'a> {
 
     /// With an explicit end-of-turn text (e.g. `<|eot_id|>` for Llama 3).
     pub fn with_end_of_turn(tokenizer: &'a TextTokenizer, template: &'a ChatTemplate, end_of_turn: String) -> Self {
-        ChatTokenizer { tokenizer, template, end_of_turn }
+        ChatTokenizer { tokenizer, template, end_of_turn, require_end_of_turn: true }
+    }
+
+    /// Supervises a reply that the template does not close with the end-of-turn text through the
+    /// end of its rendering (trailing whitespace excluded) instead of failing. Training never
+    /// does this; the pre-flight lint does, to report the missing end-of-turn with the data.
+    pub fn allow_missing_end_of_turn(mut self) -> Self {
+        self.require_end_of_turn = false;
+        self
     }
 
     /// The end-of-turn text that closes each supervised span.
@@ -161,13 +172,17 @@ impl<'a> ChatTokenizer<'a> {
                     "chat template renders messages up to {i} differently when later messages follow"
                 )));
             }
-            let Some(pos) = through[prefix.len()..].rfind(&self.end_of_turn) else {
-                return Err(err(format!(
-                    "chat template does not end assistant message {i} with the end-of-turn token `{}`",
-                    self.end_of_turn
-                )));
+            let end = match through[prefix.len()..].rfind(&self.end_of_turn) {
+                Some(pos) => prefix.len() + pos + self.end_of_turn.len(),
+                None if !self.require_end_of_turn => through.trim_end().len().max(prefix.len()),
+                None => {
+                    return Err(err(format!(
+                        "chat template does not end assistant message {i} with the end-of-turn token `{}`",
+                        self.end_of_turn
+                    )))
+                }
             };
-            spans.push((prefix.len(), prefix.len() + pos + self.end_of_turn.len()));
+            spans.push((prefix.len(), end));
         }
         let end = spans.last().map_or(full.len(), |s| s.1);
         let mut full = full;
