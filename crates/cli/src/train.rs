@@ -1,4 +1,4 @@
-//! `tuneguard train RECIPE [section.key=value ...]`: LoRA fine-tuning from a recipe.
+//! `tuneguard train RECIPE [section.key=value ...]` (or `--resume OUT`): fine-tuning from a recipe.
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -6,19 +6,24 @@ use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tuneguard_train::recipe::Recipe;
-use tuneguard_train::run::{run, Progress, StepMetrics};
+use tuneguard_train::run::{resume, run, EvalRecord, Progress, RunError, StepMetrics};
 
 use crate::model_path;
 
 #[derive(Args)]
 pub struct TrainArgs {
     /// Recipe TOML file (see configs/quickstart.toml).
-    recipe: PathBuf,
+    #[arg(required_unless_present = "resume")]
+    recipe: Option<PathBuf>,
     /// Overrides, `section.key=value` (e.g. `optim.lr=1e-4 train.max_steps=10`).
     overrides: Vec<String>,
     /// Replace a run already in the output folder.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
+    /// Continue the interrupted run in this output folder from its last checkpoint (its own
+    /// config.toml is the recipe).
+    #[arg(long, value_name = "OUT", conflicts_with = "recipe")]
+    resume: Option<PathBuf>,
 }
 
 /// A bar on a terminal, plain lines otherwise (logs, CI).
@@ -45,10 +50,32 @@ impl Progress for Reporter {
             None => eprintln!("step {}/{}: {text}", m.step, m.total_steps),
         }
     }
+    fn eval(&mut self, e: &EvalRecord) {
+        let gap = e.gap.map_or(String::new(), |g| format!(" gap {g:+.4}"));
+        let best = if e.is_best { " (best)" } else { "" };
+        self.message(&format!(
+            "eval step {}: val loss {:.4} perplexity {:.2} token accuracy {:.3}{gap}{best}",
+            e.step, e.val_loss, e.val_perplexity, e.val_token_accuracy
+        ));
+    }
 }
 
 pub fn run_cmd(args: TrainArgs) -> Result<()> {
-    let recipe = Recipe::load(&args.recipe, &args.overrides)?;
+    let recipe = match (&args.resume, &args.recipe) {
+        (Some(dir), _) => {
+            let fail = |reason: &str| RunError::Resume { dir: dir.clone(), reason: reason.into() };
+            if !args.overrides.is_empty() {
+                return Err(fail("--resume continues a run exactly as it was configured; overrides are not accepted").into());
+            }
+            let config = dir.join("config.toml");
+            if !config.is_file() {
+                return Err(fail("no run here (config.toml is missing)").into());
+            }
+            Recipe::load(&config, &[])?
+        }
+        (None, Some(path)) => Recipe::load(path, &args.overrides)?,
+        (None, None) => anyhow::bail!("give a recipe, or --resume OUT"),
+    };
     let model = model_path::resolve(recipe.model.path.as_deref())?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = ProgressBar::new(0);
@@ -59,10 +86,23 @@ pub fn run_cmd(args: TrainArgs) -> Result<()> {
         b
     });
     let mut reporter = Reporter { bar };
-    let s = run(&recipe, &model, args.overwrite, &mut reporter)?;
+    let result = if args.resume.is_some() {
+        resume(&recipe, &model, &mut reporter)
+    } else {
+        run(&recipe, &model, args.overwrite, &mut reporter)
+    };
     if let Some(b) = &reporter.bar {
         b.finish_and_clear();
     }
+    // The report also shows a run that stopped on an error (a diverged loss, a bad row...).
+    let out = &recipe.output.dir;
+    if out.join("metrics.jsonl").exists() {
+        match tuneguard_report::write_run_report(out) {
+            Ok(p) => eprintln!("report: {}", p.display()),
+            Err(e) => eprintln!("warning: no report: {e}"),
+        }
+    }
+    let s = result?;
     let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
     println!(
         "trained {} steps on {} examples ({} tokens, {:.0} tokens/s, {:.0} s)",
@@ -74,6 +114,17 @@ pub fn run_cmd(args: TrainArgs) -> Result<()> {
         fmt(s.val_loss_base),
         fmt(s.val_loss_final)
     );
+    if let Some(es) = &s.early_stopping {
+        let best = match (es.best_step, es.best_value) {
+            (Some(step), Some(v)) => format!("best {} {v:.4} at step {step}", es.metric),
+            _ => "no best evaluation".into(),
+        };
+        let kept = if es.restored_best { "; the written weights are the best step's" } else { "" };
+        println!("stopped at step {}: {} ({best}{kept})", es.stopped_step, es.stop_reason);
+    }
+    for a in &s.alarms {
+        println!("alarm at step {}: {}", a.step, a.message);
+    }
     let written = if recipe.is_full() { "model" } else { "adapter" };
     println!("wrote {}", recipe.output.dir.join(written).display());
     Ok(())

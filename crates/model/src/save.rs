@@ -117,7 +117,7 @@ pub fn save_hf_dir(m: &LoadedModel, out: &Path) -> Result<()> {
 /// Creates the directory `out` (which must not exist) by letting `write` fill a temporary
 /// sibling `.NAME.tmp-PID` and renaming it into place; on error the temporary folder is
 /// removed, so `out` never appears half-written.
-pub(crate) fn write_dir_atomically(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+pub fn write_dir_atomically(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     if out.exists() {
         return Err(ModelError::io(out, std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists")));
     }
@@ -135,7 +135,7 @@ pub(crate) fn write_dir_atomically(out: &Path, write: impl FnOnce(&Path) -> Resu
 }
 
 /// Writes f32 tensors `(name, shape, values)` as a safetensors file with mode 0644.
-pub(crate) fn write_f32_safetensors<'a>(
+pub fn write_f32_safetensors<'a>(
     path: &Path,
     tensors: impl Iterator<Item = (&'a str, &'a [usize], &'a [f32])>,
     metadata: Option<std::collections::HashMap<String, String>>,

@@ -11,6 +11,9 @@ pub enum TrainError {
     /// The model has no LoRA adapter attached to train.
     #[error("the model has no LoRA weights to train")]
     NoTrainableWeights,
+    /// A checkpoint that cannot be written or read back.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint { path: std::path::PathBuf, reason: String },
 }
 
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;

@@ -1,12 +1,15 @@
 //! tuneguard-train: LoRA training over the tuneguard-model Llama with a hand-written backward
 //! pass (no autograd graph: only the LoRA matrices get gradients, frozen weights get none).
 pub mod block;
+pub mod checkpoint;
 pub mod error;
+pub mod eval;
 pub mod guards;
 pub mod init;
 pub mod linear_grad;
 pub mod optim;
 pub mod recipe;
+pub mod regularize;
 pub mod run;
 pub mod schedule;
 pub mod step;

@@ -82,6 +82,17 @@ impl AdamW {
         Ok(AdamW { config, step: 0, moments: Vec::new() })
     }
 
+    /// First and second moments, one pair per trainable tensor (in [`trainable_params`] order).
+    pub fn moments(&self) -> &[(Vec<f32>, Vec<f32>)] {
+        &self.moments
+    }
+
+    /// Restores the state saved in a checkpoint: the step count and the moments.
+    pub fn restore(&mut self, step: u64, moments: Vec<(Vec<f32>, Vec<f32>)>) {
+        self.step = step;
+        self.moments = moments;
+    }
+
     /// Counts a step; returns the bias-corrected step size lr/(1 − β1ᵗ) and √(1 − β2ᵗ).
     fn advance(&mut self) -> (f32, f32) {
         let c = self.config;
@@ -129,6 +140,56 @@ impl AdamW {
         }
         Ok(())
     }
+}
+
+/// The trainable tensors: every LoRA matrix in (layer, projection, A|B) order — the order of the
+/// optimizer's moments — or, for full fine-tuning, [`full_params`].
+pub fn trainable_params(model: &mut Llama, full: bool) -> Vec<&mut Vec<f32>> {
+    if full {
+        return full_params(model);
+    }
+    let mut out = Vec::new();
+    for layer in &mut model.layers {
+        for (_, lin) in layer.projections_mut() {
+            if let Some(l) = lin.lora.as_mut() {
+                out.push(&mut l.a);
+                out.push(&mut l.b);
+            }
+        }
+    }
+    out
+}
+
+/// Shared views of [`trainable_params`], in the same order.
+pub fn trainable_refs(model: &Llama, full: bool) -> Vec<&[f32]> {
+    let mut out: Vec<&[f32]> = Vec::new();
+    for layer in &model.layers {
+        if full {
+            for (_, p) in layer.projections() {
+                out.push(&p.weight);
+                if let Some(b) = &p.bias {
+                    out.push(b);
+                }
+            }
+            out.push(&layer.input_norm);
+            out.push(&layer.post_attention_norm);
+        } else {
+            for (_, lin) in layer.projections() {
+                if let Some(l) = &lin.lora {
+                    out.push(&l.a);
+                    out.push(&l.b);
+                }
+            }
+        }
+    }
+    if full {
+        out.push(&model.embed_tokens.weight);
+        out.push(&model.norm);
+        if let Some(h) = &model.lm_head {
+            out.push(&h.weight);
+        }
+    }
+    out
 }
 
 /// Every trainable weight for full fine-tuning, in the order of

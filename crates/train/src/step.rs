@@ -7,6 +7,7 @@ use tuneguard_model::ops;
 use crate::block::{self, BlockGrads, FullBlockGrads};
 use crate::error::{Result, TrainError};
 use crate::linear_grad::{splitmix64, Dropout};
+use crate::regularize::Neftune;
 use rayon::prelude::*;
 
 use crate::tensor_ops::{add_into, mm, rms_norm_bwd, rms_norm_fwd};
@@ -34,6 +35,13 @@ impl<'a> Sequence<'a> {
     pub fn new(input_ids: &'a [u32], labels: &'a [i64]) -> Self {
         Sequence { input_ids, labels, packing: None }
     }
+}
+
+/// The training-only randomness of a step's forward pass: LoRA dropout and NEFTune noise.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepOptions {
+    pub dropout: Option<Dropout>,
+    pub neftune: Option<Neftune>,
 }
 
 /// Per-layer LoRA gradients.
@@ -93,10 +101,25 @@ impl FullGrads {
 /// # Errors
 /// As [`loss_and_grads`].
 pub fn loss_and_full_grads(model: &Llama, batch: &[Sequence], n_norm: usize, grads: &mut FullGrads) -> Result<f64> {
+    loss_and_full_grads_with(model, batch, n_norm, &StepOptions::default(), grads)
+}
+
+/// [`loss_and_full_grads`] with NEFTune noise (`opts.dropout` is ignored: no LoRA branch).
+///
+/// # Errors
+/// As [`loss_and_grads`].
+pub fn loss_and_full_grads_with(
+    model: &Llama,
+    batch: &[Sequence],
+    n_norm: usize,
+    opts: &StepOptions,
+    grads: &mut FullGrads,
+) -> Result<f64> {
     let mut total = 0.0;
-    for (loss, g) in per_row(batch, |_, seq| {
+    for (loss, g) in per_row(batch, |row, seq| {
         let mut g = FullGrads::zeros(model);
-        let loss = sequence(model, seq, n_norm.max(1), None, &mut Vec::new(), Some(&mut g))?;
+        let noise = opts.neftune.map(|n| (n, row));
+        let loss = sequence(model, seq, n_norm.max(1), None, noise, &mut Vec::new(), Some(&mut g))?;
         Ok((loss, g))
     })? {
         total += loss;
@@ -143,6 +166,21 @@ pub fn loss_and_grads(
     dropout: Option<Dropout>,
     grads: &mut Grads,
 ) -> Result<f64> {
+    loss_and_grads_with(model, batch, n_norm, &StepOptions { dropout, neftune: None }, grads)
+}
+
+/// [`loss_and_grads`] with every training-only option (LoRA dropout, NEFTune noise).
+///
+/// # Errors
+/// As [`loss_and_grads`].
+pub fn loss_and_grads_with(
+    model: &Llama,
+    batch: &[Sequence],
+    n_norm: usize,
+    opts: &StepOptions,
+    grads: &mut Grads,
+) -> Result<f64> {
+    let dropout = opts.dropout;
     let cfg = &model.config;
     if grads.len() != cfg.num_layers {
         *grads = (0..cfg.num_layers).map(|_| Default::default()).collect();
@@ -151,7 +189,8 @@ pub fn loss_and_grads(
     for (loss, g) in per_row(batch, |row, seq| {
         let mut g: Grads = Vec::new();
         let row_dropout = dropout.map(|d| Dropout { p: d.p, seed: splitmix64(d.seed ^ row as u64) });
-        let loss = sequence(model, seq, n_norm.max(1), row_dropout, &mut g, None)?;
+        let noise = opts.neftune.map(|n| (n, row));
+        let loss = sequence(model, seq, n_norm.max(1), row_dropout, noise, &mut g, None)?;
         Ok((loss, g))
     })? {
         total += loss;
@@ -182,6 +221,7 @@ fn sequence(
     seq: &Sequence,
     n_norm: usize,
     dropout: Option<Dropout>,
+    neftune: Option<(Neftune, usize)>,
     grads: &mut Grads,
     mut full: Option<&mut FullGrads>,
 ) -> Result<f64> {
@@ -200,6 +240,9 @@ fn sequence(
             return Err(TrainError::Batch(format!("token id {id} is outside the vocabulary")));
         }
         row.copy_from_slice(&model.embed_tokens.weight[id * d..(id + 1) * d]);
+    }
+    if let Some((n, row)) = neftune {
+        n.apply(&mut x, t, d, row); // additive, so the embedding gradient is unchanged
     }
     let (angles, first_key) = match &seq.packing {
         None => (model.rope().angles(0, t), vec![0; t]),

@@ -4,14 +4,16 @@
 //! after `patience` evaluations in a row without one, training stops. The best step is kept so
 //! the best checkpoint (not the last) can be restored.
 
+use serde::{Deserialize, Serialize};
+
 /// Whether smaller (loss, perplexity) or larger (accuracy) values are better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Direction {
     Minimize,
     Maximize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EarlyStoppingConfig {
     pub direction: Direction,
     /// Evaluations without improvement before stopping (≥ 1).
@@ -27,7 +29,8 @@ pub enum Decision {
     Stop { reason: String },
 }
 
-#[derive(Debug, Clone)]
+/// The state is serializable so a resumed run continues with the same patience count.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EarlyStopping {
     pub config: EarlyStoppingConfig,
     best: Option<(u64, f64)>,

@@ -5,10 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tuneguard_data::format::DataFormat;
-use tuneguard_data::tokenize::Overflow;
 
 use crate::schedule::Schedule;
+
+mod sections;
+pub use sections::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
@@ -35,197 +36,11 @@ pub struct Recipe {
     pub optim: OptimSection,
     #[serde(default)]
     pub train: TrainSection,
+    #[serde(default)]
+    pub early_stopping: EarlyStoppingSection,
+    #[serde(default)]
+    pub augment: AugmentSection,
     pub output: OutputSection,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ModelSection {
-    /// GGUF file or Hugging Face directory; empty = the default model.
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct DataSection {
-    /// JSONL or CSV file of training examples (relative paths: from the recipe's folder).
-    pub train: PathBuf,
-    /// Record shape; detected from the first record when absent.
-    #[serde(default)]
-    pub format: Option<DataFormat>,
-    /// Longest example in tokens.
-    #[serde(default = "d_max_len")]
-    pub max_len: usize,
-    /// `truncate` or `drop` for longer examples.
-    #[serde(default)]
-    pub overflow: Overflow,
-    /// Pack several examples into each row of up to `max_len` tokens (per-example positions,
-    /// no attention across examples).
-    #[serde(default)]
-    pub packing: bool,
-    /// Examples held out to measure the loss before and after training (count, seeded).
-    #[serde(default)]
-    pub val_size: usize,
-    /// Largest tolerated fraction (0–1) of rejected rows.
-    #[serde(default)]
-    pub max_reject_fraction: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct LoraSection {
-    /// Rank r (≥ 1).
-    #[serde(default = "d_r")]
-    pub r: usize,
-    /// lora_alpha; the update is scaled by alpha / r.
-    #[serde(default = "d_alpha")]
-    pub alpha: f32,
-    /// Dropout probability on the LoRA branch's input, in [0, 1).
-    #[serde(default)]
-    pub dropout: f32,
-    /// Projections to adapt, PEFT names.
-    #[serde(default = "d_targets")]
-    pub target_modules: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct OptimSection {
-    /// Peak learning rate (> 0).
-    #[serde(default = "d_lr")]
-    pub lr: f32,
-    /// Decoupled weight decay (AdamW).
-    #[serde(default)]
-    pub weight_decay: f32,
-    #[serde(default = "d_beta1")]
-    pub beta1: f32,
-    #[serde(default = "d_beta2")]
-    pub beta2: f32,
-    #[serde(default = "d_eps")]
-    pub eps: f32,
-    /// Global gradient-norm clip (0 = off).
-    #[serde(default = "d_clip")]
-    pub max_grad_norm: f32,
-    /// `constant`, `linear` or `cosine`.
-    #[serde(default = "d_schedule")]
-    pub schedule: String,
-    /// Warm-up, in optimizer steps.
-    #[serde(default)]
-    pub warmup_steps: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TrainSection {
-    /// `lora` (adapter only) or `full` (every weight).
-    #[serde(default = "d_method")]
-    pub method: String,
-    /// Examples per micro-batch.
-    #[serde(default = "d_batch")]
-    pub batch_size: usize,
-    /// Micro-batches per optimizer step.
-    #[serde(default = "d_one")]
-    pub grad_accum: usize,
-    /// Passes over the training data (used when `max_steps` is 0).
-    #[serde(default = "d_one")]
-    pub epochs: usize,
-    /// Optimizer steps (0 = as many as `epochs` take).
-    #[serde(default)]
-    pub max_steps: u64,
-    /// Seed for the split, shuffling and LoRA initialization.
-    #[serde(default)]
-    pub seed: u64,
-    /// Loss watchdog: stop when a step's loss exceeds this multiple of the first step's
-    /// (0 = off; a NaN or infinite loss always stops the run).
-    #[serde(default = "d_divergence")]
-    pub divergence_factor: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct OutputSection {
-    /// Run folder (relative paths: from the recipe's folder).
-    pub dir: PathBuf,
-}
-
-fn d_max_len() -> usize {
-    512
-}
-fn d_r() -> usize {
-    16
-}
-fn d_alpha() -> f32 {
-    32.0
-}
-fn d_targets() -> Vec<String> {
-    ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-}
-fn d_lr() -> f32 {
-    2e-4
-}
-fn d_beta1() -> f32 {
-    0.9
-}
-fn d_beta2() -> f32 {
-    0.999
-}
-fn d_eps() -> f32 {
-    1e-8
-}
-fn d_clip() -> f32 {
-    1.0
-}
-fn d_schedule() -> String {
-    "cosine".into()
-}
-fn d_method() -> String {
-    "lora".into()
-}
-fn d_divergence() -> f64 {
-    3.0
-}
-fn d_batch() -> usize {
-    4
-}
-fn d_one() -> usize {
-    1
-}
-
-impl Default for LoraSection {
-    fn default() -> Self {
-        LoraSection { r: d_r(), alpha: d_alpha(), dropout: 0.0, target_modules: d_targets() }
-    }
-}
-impl Default for OptimSection {
-    fn default() -> Self {
-        OptimSection {
-            lr: d_lr(),
-            weight_decay: 0.0,
-            beta1: d_beta1(),
-            beta2: d_beta2(),
-            eps: d_eps(),
-            max_grad_norm: d_clip(),
-            schedule: d_schedule(),
-            warmup_steps: 0,
-        }
-    }
-}
-impl Default for TrainSection {
-    fn default() -> Self {
-        TrainSection {
-            method: d_method(),
-            batch_size: d_batch(),
-            grad_accum: 1,
-            epochs: 1,
-            max_steps: 0,
-            seed: 0,
-            divergence_factor: d_divergence(),
-        }
-    }
 }
 
 /// Sets `a.b.c = value` in a TOML table, creating sections as needed. The value is parsed as
@@ -282,6 +97,10 @@ impl Recipe {
             }
         };
         rel(&mut recipe.data.train);
+        for p in recipe.data.val_file.iter_mut().chain(recipe.data.manifest.iter_mut()) {
+            rel(p);
+        }
+        recipe.data.trusted_keys.iter_mut().for_each(rel);
         rel(&mut recipe.output.dir);
         if let Some(p) = recipe.model.path.as_mut() {
             rel(p);
@@ -325,6 +144,50 @@ impl Recipe {
                 return bad("data.max_reject_fraction", format!("must be in [0, 1], got {f}"));
             }
         }
+        match self.data.val_size {
+            ValSizeSpec::Fraction(f) if !(f > 0.0 && f < 1.0) => {
+                return bad("data.val_size", format!("a fraction must be in (0, 1), got {f}; write a count as an integer"));
+            }
+            _ => {}
+        }
+        let th = self.data.near_dup_threshold;
+        if !(th > 0.0 && th <= 1.0) {
+            return bad("data.near_dup_threshold", format!("must be in (0, 1], got {th}"));
+        }
+        if o.l1.is_nan() || o.l1 < 0.0 || o.l1.is_infinite() {
+            return bad("optim.l1", format!("must be a finite number >= 0, got {}", o.l1));
+        }
+        let t = &self.train;
+        if t.neftune_noise_alpha.is_nan() || t.neftune_noise_alpha < 0.0 || t.neftune_noise_alpha.is_infinite() {
+            return bad("train.neftune_noise_alpha", format!("must be a finite number >= 0, got {}", t.neftune_noise_alpha));
+        }
+        if !(0.0..1.0).contains(&t.loss_ema) {
+            return bad("train.loss_ema", format!("must be in [0, 1), got {}", t.loss_ema));
+        }
+        let es = &self.early_stopping;
+        if !matches!(es.metric.as_str(), "val_loss" | "val_perplexity" | "val_token_accuracy") {
+            return bad(
+                "early_stopping.metric",
+                format!("must be `val_loss`, `val_perplexity` or `val_token_accuracy`, got `{}`", es.metric),
+            );
+        }
+        if let Some(d) = &es.direction {
+            if !matches!(d.as_str(), "minimize" | "maximize") {
+                return bad("early_stopping.direction", format!("must be `minimize` or `maximize`, got `{d}`"));
+            }
+        }
+        if es.patience == 0 {
+            return bad("early_stopping.patience", "must be at least 1 evaluation".into());
+        }
+        if es.min_delta.is_nan() || es.min_delta < 0.0 {
+            return bad("early_stopping.min_delta", format!("must be >= 0, got {}", es.min_delta));
+        }
+        if self.data.manifest.is_none() && (!self.data.trusted_keys.is_empty() || self.data.require_signature == Some(true)) {
+            return bad("data.manifest", "trusted_keys and require_signature need a manifest (`tuneguard data lock`)".into());
+        }
+        if self.augment.system_prompts.iter().any(|p| p.trim().is_empty()) {
+            return bad("augment.system_prompts", "an empty system prompt is not a variation".into());
+        }
         for (key, v) in [
             ("train.batch_size", self.train.batch_size),
             ("train.grad_accum", self.train.grad_accum),
@@ -337,9 +200,35 @@ impl Recipe {
         Ok(())
     }
 
+    /// The recipe with every path made absolute (as written to a run's `config.toml`, so
+    /// `--resume` works from any folder).
+    pub fn absolutized(&self) -> Recipe {
+        let mut r = self.clone();
+        let abs = |p: &mut PathBuf| {
+            if let Ok(a) = std::path::absolute(&*p) {
+                *p = lexical_normalize(&a);
+            }
+        };
+        abs(&mut r.data.train);
+        abs(&mut r.output.dir);
+        for p in r.data.val_file.iter_mut().chain(r.model.path.iter_mut()).chain(r.data.manifest.iter_mut()) {
+            abs(p);
+        }
+        r.data.trusted_keys.iter_mut().for_each(abs);
+        r
+    }
+
     /// Full fine-tuning rather than LoRA.
     pub fn is_full(&self) -> bool {
         self.train.method == "full"
+    }
+
+    /// Whether smaller values of the early-stopping metric are better.
+    pub fn minimize_metric(&self) -> bool {
+        match self.early_stopping.direction.as_deref() {
+            Some(d) => d == "minimize",
+            None => self.early_stopping.metric != "val_token_accuracy",
+        }
     }
 
     pub fn schedule(&self) -> Schedule {

@@ -1,0 +1,83 @@
+//! The end of a run: restore the best evaluation's weights, measure them, write the adapter (or
+//! model), the summary and the report.
+use tuneguard_model::LoadedModel;
+
+use super::prepare::Prepared;
+use super::train_loop::{LoopCtx, LoopState};
+use super::types::{EarlyStoppingSummary, Progress, Result, Summary};
+use super::write_atomic;
+use crate::checkpoint;
+use crate::eval::evaluate;
+
+pub fn finish(
+    ctx: &LoopCtx,
+    loaded: &mut LoadedModel,
+    st: LoopState,
+    prepared: &Prepared,
+    trainable: usize,
+    resumed_from: Option<u64>,
+    progress: &mut dyn Progress,
+) -> Result<Summary> {
+    let (recipe, out) = (ctx.recipe, ctx.out);
+    let best = st.tracker.best();
+    let mut restored_best = false;
+    if recipe.early_stopping.restore_best {
+        if let Some((best_step, value)) = best {
+            if best_step != st.step {
+                super::load_params(&mut loaded.model, recipe.is_full(), &checkpoint::path(out, best_step))?;
+                progress.message(&format!(
+                    "restored the best weights: step {best_step} ({} {value:.4})",
+                    recipe.early_stopping.metric
+                ));
+            }
+            restored_best = true;
+        }
+    }
+    let final_metrics = if ctx.val.is_empty() { None } else { Some(evaluate(&loaded.model, ctx.val)?) };
+    if recipe.is_full() {
+        tuneguard_model::save::save_hf_dir(loaded, &out.join("model"))?;
+    } else {
+        tuneguard_model::lora::save_adapter(&loaded.model, &out.join("adapter"), ctx.base_name, recipe.lora.dropout as f64)?;
+    }
+    let es = &recipe.early_stopping;
+    let stop_reason = st.stop_reason.clone().unwrap_or_else(|| format!("completed the planned {} steps", st.total_steps));
+    let early_stopping = (!ctx.val.is_empty()).then(|| EarlyStoppingSummary {
+        enabled: ctx.early_stopping,
+        metric: es.metric.clone(),
+        direction: if recipe.minimize_metric() { "minimize" } else { "maximize" }.into(),
+        patience: es.patience,
+        min_delta: es.min_delta,
+        best_step: best.map(|b| b.0),
+        best_value: best.map(|b| b.1),
+        stopped_step: st.step,
+        stop_reason: stop_reason.clone(),
+        restored_best,
+    });
+    let d = &prepared.summary;
+    let summary = Summary {
+        train_examples: d.train_examples,
+        val_examples: d.val_examples,
+        rejected_rows: d.rejected,
+        data: d.clone(),
+        trainable_parameters: trainable,
+        steps: st.step,
+        total_steps: st.total_steps,
+        tokens: st.tokens_total,
+        seconds: st.train_seconds,
+        tokens_per_s: st.tokens_total as f64 / st.train_seconds.max(1e-9),
+        val_loss_base: st.base_eval.map(|m| m.loss),
+        val_loss_final: final_metrics.map(|m| m.loss),
+        final_train_loss: st.last_loss,
+        final_metrics,
+        early_stopping,
+        alarms: st.alarms.clone(),
+        resumed_from_step: resumed_from,
+    };
+    write_atomic(&out.join("summary.json"), &serde_json::to_string_pretty(&summary).unwrap_or_default())?;
+    let keep: Vec<u64> = best.map(|b| b.0).into_iter().collect();
+    checkpoint::prune(out, recipe.train.keep_checkpoints.max(1), &keep);
+    if st.stop_reason.is_none() && st.step < st.total_steps {
+        tracing::warn!("the loop ended before its planned steps without a reason");
+    }
+    Ok(summary)
+}

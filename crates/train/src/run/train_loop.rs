@@ -1,0 +1,251 @@
+//! The optimizer-step loop: batches in a seeded order, the step, the watchdog, evaluations with
+//! early stopping and the overfitting alarm, and a checkpoint at each evaluation. Everything
+//! random is derived from (seed, step, epoch), so the loop state below is all a resume needs.
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use tuneguard_data::tokenize::TokenizedExample;
+use tuneguard_model::llama::Llama;
+
+use super::rows::TrainRow;
+use super::types::{Alarm, EvalRecord, Progress, Result, RunError, StepMetrics};
+use crate::eval::evaluate;
+use crate::guards::early_stopping::{Decision, EarlyStopping};
+use crate::guards::overfitting::OverfitAlarm;
+use crate::linear_grad::{splitmix64, Dropout};
+use crate::optim::{clip_full_grad_norm, clip_grad_norm, AdamW};
+use crate::recipe::Recipe;
+use crate::regularize::{add_l1_full, add_l1_lora, Neftune};
+use crate::schedule::lr_at;
+use crate::step::{count_supervised, loss_and_full_grads_with, loss_and_grads_with, FullGrads, Grads, Sequence, StepOptions};
+
+/// The loop's state after a step: saved in each checkpoint's `state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoopState {
+    pub step: u64,
+    pub total_steps: u64,
+    /// Epochs started, and the rows of the current epoch not yet used (taken from the back).
+    pub epoch: u64,
+    pub order: Vec<usize>,
+    pub first_loss: Option<f64>,
+    pub last_loss: Option<f64>,
+    /// Exponential moving average of the training loss before bias correction, and its count.
+    pub ema: f64,
+    pub ema_steps: u64,
+    pub tokens_total: usize,
+    pub train_seconds: f64,
+    /// Tracks the best evaluation (early stopping's patience applies only when it is enabled).
+    pub tracker: EarlyStopping,
+    pub alarm: OverfitAlarm,
+    pub alarms: Vec<Alarm>,
+    pub evals: Vec<EvalRecord>,
+    pub stop_reason: Option<String>,
+    /// Length of `metrics.jsonl` when the checkpoint was taken (a resume truncates it there).
+    pub metrics_bytes: u64,
+    pub optimizer_step: u64,
+    /// sha256 of the tokenized data (a resume refuses different data).
+    pub data_fingerprint: String,
+    /// Validation metrics of the model before training.
+    pub base_eval: Option<crate::eval::EvalMetrics>,
+}
+
+impl LoopState {
+    pub fn new(total_steps: u64, tracker: EarlyStopping, alarm: OverfitAlarm, data_fingerprint: String) -> Self {
+        LoopState {
+            step: 0,
+            total_steps,
+            epoch: 0,
+            order: Vec::new(),
+            first_loss: None,
+            last_loss: None,
+            ema: 0.0,
+            ema_steps: 0,
+            tokens_total: 0,
+            train_seconds: 0.0,
+            tracker,
+            alarm,
+            alarms: Vec::new(),
+            evals: Vec::new(),
+            stop_reason: None,
+            metrics_bytes: 0,
+            optimizer_step: 0,
+            data_fingerprint,
+            base_eval: None,
+        }
+    }
+
+    pub fn smoothed_loss(&self, beta: f64) -> Option<f64> {
+        (self.ema_steps > 0).then(|| self.ema / (1.0 - beta.powi(self.ema_steps as i32)))
+    }
+}
+
+/// What the loop needs besides its state.
+pub struct LoopCtx<'a> {
+    pub recipe: &'a Recipe,
+    pub out: &'a Path,
+    pub train: &'a [TrainRow],
+    pub val: &'a [TokenizedExample],
+    pub per_step: usize,
+    pub eval_every: u64,
+    pub early_stopping: bool,
+    pub base_name: &'a str,
+}
+
+/// Rows for the next step: a fresh seeded shuffle per epoch, consumed in order across steps.
+fn next_rows(st: &mut LoopState, n_rows: usize, per_step: usize, seed: u64) -> Vec<usize> {
+    let mut picked = Vec::with_capacity(per_step);
+    while picked.len() < per_step {
+        if st.order.is_empty() {
+            st.order = (0..n_rows).collect();
+            st.order.shuffle(&mut StdRng::seed_from_u64(seed.wrapping_add(1 + st.epoch)));
+            st.order.reverse(); // popped from the back, so consumed in shuffled order
+            st.epoch += 1;
+        }
+        picked.extend(st.order.pop());
+    }
+    picked
+}
+
+/// One optimizer step: (loss, gradient norm before clipping, L1 penalty).
+fn optimizer_step(model: &mut Llama, recipe: &Recipe, seqs: &[Sequence], step: u64, opt: &mut AdamW) -> Result<(f64, f64, f64)> {
+    let (t, o) = (&recipe.train, &recipe.optim);
+    let n_norm = count_supervised(seqs);
+    let mut loss = 0.0;
+    let seed_of = |micro: usize| splitmix64(t.seed ^ (step << 16) ^ micro as u64);
+    let opts = |micro: usize| StepOptions {
+        dropout: (recipe.lora.dropout > 0.0).then(|| Dropout { p: recipe.lora.dropout, seed: seed_of(micro) }),
+        neftune: (t.neftune_noise_alpha > 0.0)
+            .then(|| Neftune { alpha: t.neftune_noise_alpha, seed: splitmix64(seed_of(micro) ^ 0x4E45_4654) }),
+    };
+    if recipe.is_full() {
+        let mut grads = FullGrads::zeros(model);
+        for (i, micro) in seqs.chunks(t.batch_size).enumerate() {
+            loss += loss_and_full_grads_with(model, micro, n_norm, &opts(i), &mut grads)?;
+        }
+        let l1 = if o.l1 > 0.0 { add_l1_full(model, &mut grads, o.l1) } else { 0.0 };
+        let norm = clip_full_grad_norm(&mut grads, o.max_grad_norm as f64);
+        opt.update_full(model, &mut grads);
+        return Ok((loss, norm, l1));
+    }
+    let mut grads: Grads = Vec::new();
+    for (i, micro) in seqs.chunks(t.batch_size).enumerate() {
+        loss += loss_and_grads_with(model, micro, n_norm, &opts(i), &mut grads)?;
+    }
+    let l1 = if o.l1 > 0.0 { add_l1_lora(model, &mut grads, o.l1) } else { 0.0 };
+    let norm = if o.max_grad_norm > 0.0 {
+        clip_grad_norm(&mut grads, o.max_grad_norm as f64)
+    } else {
+        crate::optim::grad_norm(&grads)
+    };
+    opt.update(model, &grads)?;
+    Ok((loss, norm, l1))
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
+    move |err| RunError::Io { path: path.to_path_buf(), err }
+}
+
+fn append_line(file: &mut std::fs::File, path: &Path, value: &impl Serialize) -> Result<()> {
+    let line = serde_json::to_string(value).unwrap_or_default();
+    writeln!(file, "{line}").and_then(|_| file.flush()).map_err(io(path))
+}
+
+/// Runs steps until the planned total or an early stop; returns the final state.
+pub fn train_loop(
+    ctx: &LoopCtx,
+    model: &mut Llama,
+    opt: &mut AdamW,
+    mut st: LoopState,
+    progress: &mut dyn Progress,
+) -> Result<LoopState> {
+    let (recipe, t, o) = (ctx.recipe, &ctx.recipe.train, &ctx.recipe.optim);
+    let metrics_path = ctx.out.join("metrics.jsonl");
+    let mut metrics =
+        std::fs::OpenOptions::new().append(true).create(true).open(&metrics_path).map_err(io(&metrics_path))?;
+    while st.step < st.total_steps && st.stop_reason.is_none() {
+        let t0 = Instant::now();
+        let picked = next_rows(&mut st, ctx.train.len(), ctx.per_step, t.seed);
+        let seqs: Vec<Sequence> = picked.iter().map(|&i| ctx.train[i].as_sequence()).collect();
+        let lr = lr_at(o.lr, recipe.schedule(), o.warmup_steps, st.total_steps, st.step);
+        opt.config.lr = lr;
+        let (loss, grad_norm, l1) = optimizer_step(model, recipe, &seqs, st.step, opt)?;
+        st.step += 1;
+        let tokens: usize = seqs.iter().map(|s| s.input_ids.len()).sum();
+        st.tokens_total += tokens;
+        st.train_seconds += t0.elapsed().as_secs_f64();
+        let m = StepMetrics {
+            kind: "train",
+            step: st.step,
+            total_steps: st.total_steps,
+            epoch: st.epoch,
+            loss,
+            lr,
+            grad_norm,
+            l1_penalty: (o.l1 > 0.0).then_some(l1),
+            tokens,
+            tokens_per_s: tokens as f64 / t0.elapsed().as_secs_f64(),
+        };
+        append_line(&mut metrics, &metrics_path, &m)?;
+        progress.step(&m);
+        let first = *st.first_loss.get_or_insert(loss);
+        if let Some(why) = crate::guards::watchdog::check(loss, first, t.divergence_factor) {
+            return Err(RunError::Diverged { step: st.step, loss, why });
+        }
+        st.last_loss = Some(loss);
+        st.ema = t.loss_ema * st.ema + (1.0 - t.loss_ema) * loss;
+        st.ema_steps += 1;
+        if st.step % ctx.eval_every == 0 || st.step == st.total_steps {
+            if !ctx.val.is_empty() {
+                evaluation(ctx, model, &mut st, &mut metrics, &metrics_path, progress)?;
+            }
+            st.metrics_bytes = metrics.metadata().map_err(io(&metrics_path))?.len();
+            st.optimizer_step = opt.step;
+            super::checkpoint_now(ctx, model, opt, &st)?;
+        }
+    }
+    Ok(st)
+}
+
+/// Evaluates, updates early stopping and the alarm, and logs the evaluation.
+fn evaluation(
+    ctx: &LoopCtx,
+    model: &Llama,
+    st: &mut LoopState,
+    metrics: &mut std::fs::File,
+    metrics_path: &Path,
+    progress: &mut dyn Progress,
+) -> Result<()> {
+    let (recipe, t) = (ctx.recipe, &ctx.recipe.train);
+    let m = evaluate(model, ctx.val)?;
+    let metric = &recipe.early_stopping.metric;
+    let value = m.get(metric);
+    let smoothed = st.smoothed_loss(t.loss_ema);
+    let mut rec = EvalRecord::new(st.step, &m, smoothed);
+    let decision = st.tracker.update(st.step, value);
+    rec.is_best = st.tracker.best().is_some_and(|(s, _)| s == st.step);
+    if let Some(train_loss) = smoothed {
+        if st.alarm.update(value, train_loss) {
+            let message = format!(
+                "overfitting: {metric} worsened while the training loss improved for {} evaluations in a row \
+                 (now {value:.4}, smoothed training loss {train_loss:.4})",
+                st.alarm.k
+            );
+            progress.message(&format!("warning: step {}: {message}", st.step));
+            st.alarms.push(super::Alarm { step: st.step, kind: "overfitting".into(), message });
+            rec.overfitting_alarm = true;
+        }
+    }
+    append_line(metrics, metrics_path, &rec)?;
+    progress.eval(&rec);
+    if let (true, Decision::Stop { reason }) = (ctx.early_stopping, decision) {
+        progress.message(&format!("early stopping at step {}: {reason}", st.step));
+        st.stop_reason = Some(format!("early stopping: {reason}"));
+    }
+    st.evals.push(rec);
+    Ok(())
+}
