@@ -1,9 +1,12 @@
 //! `tuneguard`: fine-tune LLMs and guard the run. This binary only parses arguments, prints and
 //! sets exit codes; the work lives in the library crates.
+mod audit;
 mod convert;
+mod data_cmd;
 mod generate;
 mod inspect;
 mod model_path;
+mod report;
 mod train;
 
 use std::process::ExitCode;
@@ -40,6 +43,13 @@ enum Command {
     Merge(convert::MergeArgs),
     /// LoRA fine-tuning from a recipe, writing a PEFT adapter and the run's metrics.
     Train(train::TrainArgs),
+    /// Write RUN_DIR/report.html: summary, loss/learning-rate/throughput charts, data, alarms.
+    Report(report::ReportArgs),
+    /// Data guard alone: validate, find duplicates, conflicts and PII, write audit.json and
+    /// quarantine.jsonl.
+    Audit(audit::AuditArgs),
+    /// Data provenance: lock data files into a manifest, make keys, sign and verify it.
+    Data(data_cmd::DataArgs),
 }
 
 /// Exit code for bad input (unreadable model, bad arguments), as clap uses for usage errors.
@@ -68,6 +78,9 @@ fn main() -> ExitCode {
         Command::Convert(args) => convert::run(args),
         Command::Merge(args) => convert::run(args.into()),
         Command::Train(args) => train::run_cmd(args),
+        Command::Report(args) => report::run(args),
+        Command::Audit(args) => audit::run(args),
+        Command::Data(args) => data_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,7 +91,10 @@ fn main() -> ExitCode {
             eprintln!("error: {msg}");
             let bad_input = e.downcast_ref::<tuneguard_model::ModelError>().is_some()
                 || e.downcast_ref::<tuneguard_train::recipe::RecipeError>().is_some()
+                || e.downcast_ref::<tuneguard_audit::AuditError>().is_some()
                 || e.downcast_ref::<tuneguard_train::run::RunError>().is_some()
+                || e.downcast_ref::<tuneguard_data::provenance::ProvenanceError>().is_some()
+                || e.downcast_ref::<tuneguard_report::ReportError>().is_some()
                 || e.downcast_ref::<model_path::MissingDefaultModel>().is_some();
             ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { 1 })
         }

@@ -1,0 +1,106 @@
+//! `tuneguard audit DATA... [--out DIR]`: the data guard alone. Writes `audit.json` and
+//! `quarantine.jsonl`, prints the counts per check; exit 1 when a check set to `fail` fired.
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use tuneguard_audit::checks::{self, Action, AuditConfig, AuditOptions};
+use tuneguard_audit::AuditError;
+use tuneguard_data::{DataFormat, LoadOptions};
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// Data files (JSONL or CSV), audited together: a row is compared with the rows of earlier
+    /// files too.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Folder for audit.json and quarantine.jsonl (created if missing).
+    #[arg(long, default_value = "tuneguard-audit")]
+    out: PathBuf,
+    /// Record format: instruction, alpaca, prompt_completion, messages or text (default: detected
+    /// per file).
+    #[arg(long)]
+    format: Option<String>,
+    /// Action of a check id or group (schema, duplicates, pii): CHECK=off|warn|quarantine|fail,
+    /// e.g. `--action pii=quarantine --action near_duplicate=fail`. Repeatable.
+    #[arg(long = "action", value_name = "CHECK=ACTION")]
+    actions: Vec<String>,
+}
+
+fn data_format(name: &str) -> Result<DataFormat, AuditError> {
+    Ok(match name {
+        "instruction" => DataFormat::instruction(),
+        "alpaca" => DataFormat::alpaca(),
+        "prompt_completion" => DataFormat::prompt_completion(),
+        "messages" => DataFormat::messages(),
+        "text" => DataFormat::text(),
+        _ => {
+            return Err(AuditError::Config {
+                key: "--format".into(),
+                reason: format!("`{name}`; expected instruction, alpaca, prompt_completion, messages or text"),
+            })
+        }
+    })
+}
+
+fn config(actions: &[String]) -> Result<AuditConfig, AuditError> {
+    let mut cfg = AuditConfig::default();
+    for a in actions {
+        let bad = |reason: String| AuditError::Config { key: format!("--action {a}"), reason };
+        let (check, action) = a.split_once('=').ok_or_else(|| bad("expected CHECK=ACTION".into()))?;
+        let action: Action = serde_json::from_value(serde_json::Value::String(action.into()))
+            .map_err(|_| bad(format!("`{action}` is not one of off, warn, quarantine, fail")))?;
+        cfg.actions.insert(check.to_string(), action);
+    }
+    Ok(cfg)
+}
+
+pub fn run(args: AuditArgs) -> Result<()> {
+    if let Some(recipe) = args.inputs.iter().find(|p| p.extension().is_some_and(|e| e == "toml")) {
+        return Err(AuditError::Input {
+            path: recipe.clone(),
+            reason: "auditing a recipe is not supported yet; pass its data files".into(),
+        }
+        .into());
+    }
+    let cfg = config(&args.actions)?;
+    let format = args.format.as_deref().map(data_format).transpose()?;
+    let opts = AuditOptions { load: LoadOptions { format, ..Default::default() }, ..Default::default() };
+    let start = Instant::now();
+    let report = checks::audit_files(&args.inputs, &cfg, &opts)?;
+    let secs = start.elapsed().as_secs_f64();
+    std::fs::create_dir_all(&args.out).map_err(|err| AuditError::Io { path: args.out.clone(), err })?;
+    let audit_json = args.out.join("audit.json");
+    let quarantine = args.out.join("quarantine.jsonl");
+    checks::write_audit_json(&audit_json, &report)?;
+    let quarantined = checks::write_quarantine(&quarantine, &report)?;
+
+    let r = report.rows;
+    println!(
+        "audited {} rows in {} file(s) ({secs:.1} s): {} clean, {} kept with warnings, {} quarantined",
+        r.read,
+        report.files.len(),
+        r.clean,
+        r.warned,
+        r.quarantined
+    );
+    println!("{:<20} {:>9}  action", "check", "rows");
+    for (check, c) in report.counts.iter().filter(|(_, c)| c.found > 0) {
+        println!("{:<20} {:>9}  {}", check.name(), c.found, c.action.name());
+    }
+    if report.counts.values().all(|c| c.found == 0) {
+        println!("(no check found anything)");
+    }
+    if let Some(l) = report.length {
+        println!(
+            "lengths: median {:.0} {}; outside {:.0}-{:.0} is an outlier (modified z > {})",
+            l.median, l.unit, l.lower, l.upper, l.z
+        );
+    }
+    println!("wrote {} and {} ({quarantined} rows)", audit_json.display(), quarantine.display());
+    if let Some(first) = report.failed() {
+        bail!("audit failed: {first}");
+    }
+    Ok(())
+}
