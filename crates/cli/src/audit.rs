@@ -1,4 +1,4 @@
-//! `tuneguard audit DATA... [--out DIR]`: the data guard alone. Writes `audit.json` and
+//! `tuneguard audit DATA... [--out DIR]` or `tuneguard audit RECIPE.toml`: the data guard alone. Writes `audit.json` and
 //! `quarantine.jsonl`, prints the counts per check; exit 1 when a check set to `fail` fired.
 use std::path::PathBuf;
 use std::time::Instant;
@@ -58,11 +58,14 @@ fn config(actions: &[String]) -> Result<AuditConfig, AuditError> {
 
 pub fn run(args: AuditArgs) -> Result<()> {
     if let Some(recipe) = args.inputs.iter().find(|p| p.extension().is_some_and(|e| e == "toml")) {
-        return Err(AuditError::Input {
-            path: recipe.clone(),
-            reason: "auditing a recipe is not supported yet; pass its data files".into(),
+        if args.inputs.len() > 1 || args.format.is_some() || !args.actions.is_empty() {
+            return Err(AuditError::Input {
+                path: recipe.clone(),
+                reason: "a recipe is audited alone, with its own [data] and [audit] settings".into(),
+            }
+            .into());
         }
-        .into());
+        return crate::audit_recipe::run(recipe, &args.out);
     }
     let cfg = config(&args.actions)?;
     let format = args.format.as_deref().map(data_format).transpose()?;

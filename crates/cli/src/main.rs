@@ -1,6 +1,7 @@
 //! `tuneguard`: fine-tune LLMs and guard the run. This binary only parses arguments, prints and
 //! sets exit codes; the work lives in the library crates.
 mod audit;
+mod audit_recipe;
 mod convert;
 mod data_cmd;
 mod generate;

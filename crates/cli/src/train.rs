@@ -65,7 +65,9 @@ pub fn run_cmd(args: TrainArgs) -> Result<()> {
         (Some(dir), _) => {
             let fail = |reason: &str| RunError::Resume { dir: dir.clone(), reason: reason.into() };
             if !args.overrides.is_empty() {
-                return Err(fail("--resume continues a run exactly as it was configured; overrides are not accepted").into());
+                return Err(
+                    fail("--resume continues a run exactly as it was configured; overrides are not accepted").into()
+                );
             }
             let config = dir.join("config.toml");
             if !config.is_file() {

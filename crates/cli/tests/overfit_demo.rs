@@ -44,8 +44,7 @@ fn early_stopping_stops_after_the_minimum_and_keeps_the_best_adapter() {
 
     // Without early stopping: a minimum, then a clear rise.
     let full = evals(&no_es);
-    let (min_i, &(min_step, min_loss)) =
-        full.iter().enumerate().min_by(|a, b| a.1 .1.total_cmp(&b.1 .1)).unwrap();
+    let (min_i, &(min_step, min_loss)) = full.iter().enumerate().min_by(|a, b| a.1 .1.total_cmp(&b.1 .1)).unwrap();
     assert!(min_i + 3 < full.len(), "the minimum {min_step} is too late to see a rise: {full:?}");
     let last = full.last().unwrap().1;
     assert!(last > min_loss + 0.1, "validation loss must rise after its minimum: {full:?}");
@@ -67,14 +66,13 @@ fn early_stopping_stops_after_the_minimum_and_keeps_the_best_adapter() {
 
     // The saved adapter gives the minimum's validation loss.
     let loaded = tuneguard_model::load_with_adapter(&model, Some(&es.join("adapter"))).unwrap();
-    let template = loaded.chat_template.as_ref().unwrap();
-    let tok = tuneguard_data::ChatTokenizer::new(&loaded.tokenizer, template).unwrap();
     struct Quiet;
     impl tuneguard_train::run::Progress for Quiet {
         fn message(&mut self, _: &str) {}
         fn step(&mut self, _: &tuneguard_train::run::StepMetrics) {}
     }
-    let data = tuneguard_train::run::prepare_data(&recipe, &tok, &mut Quiet).unwrap();
+    // The validation examples exactly as the run built them (same split, audit and tokenization).
+    let data = tuneguard_train::run::preflight(&recipe, &model, &tmp.path().join("audit"), &mut Quiet).unwrap();
     let recomputed = tuneguard_train::eval::evaluate(&loaded.model, &data.val).unwrap().loss;
     eprintln!("minimum {min_loss:.6} at step {min_step}; recomputed from adapter/ {recomputed:.6}");
     assert!((recomputed - min_loss).abs() < 1e-4, "adapter/ gives {recomputed}, the minimum was {min_loss}");

@@ -34,7 +34,11 @@ fn resume_recipe(dir: &Path) -> PathBuf {
 }
 
 fn metrics(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// (kind, step, loss or val_loss, grad_norm) of every line: what must match after a resume.
@@ -154,7 +158,8 @@ fn leaked_validation_rows_are_removed_and_reported() {
     assert_eq!(s["data"]["leaked_exact"], 2, "{s}");
     assert_eq!(s["data"]["leaked_near"], 1, "{s}");
     assert_eq!(s["val_examples"], 20, "the clean validation rows stay");
-    let rows: Vec<&str> = s["data"]["leaks"].as_array().unwrap().iter().map(|l| l["train_row"].as_str().unwrap()).collect();
+    let rows: Vec<&str> =
+        s["data"]["leaks"].as_array().unwrap().iter().map(|l| l["train_row"].as_str().unwrap()).collect();
     for line in [4, 41, 78] {
         assert!(rows.iter().any(|r| r.ends_with(&format!("train.jsonl:{line}"))), "{rows:?}");
     }

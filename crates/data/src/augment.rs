@@ -26,7 +26,12 @@ pub const DEFAULT_SYSTEM_PROMPTS: &[&str] = &[
 /// copies of one example get distinct prompts while the pool lasts; the choice is seeded. Text
 /// examples have no system prompt and are not copied. Returns the copies only, as
 /// (index of the original, copy).
-pub fn system_prompt_variants(examples: &[Example], copies: usize, prompts: &[String], seed: u64) -> Vec<(usize, Example)> {
+pub fn system_prompt_variants(
+    examples: &[Example],
+    copies: usize,
+    prompts: &[String],
+    seed: u64,
+) -> Vec<(usize, Example)> {
     let pool: Vec<&str> =
         if prompts.is_empty() { DEFAULT_SYSTEM_PROMPTS.to_vec() } else { prompts.iter().map(String::as_str).collect() };
     let mut out = Vec::new();

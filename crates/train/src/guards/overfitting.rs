@@ -49,7 +49,13 @@ mod tests {
             ("off", 0, true, &rising, &[]),
             ("both improve: no alarm", 2, true, &[(2.0, 2.0), (1.9, 1.9), (1.8, 1.8), (1.7, 1.7)], &[]),
             ("both worsen: not overfitting", 2, true, &[(1.0, 1.0), (1.1, 1.1), (1.2, 1.2)], &[]),
-            ("a recovery resets the streak", 2, true, &[(2.0, 2.0), (2.1, 1.9), (2.0, 1.8), (2.1, 1.7), (2.2, 1.6)], &[5]),
+            (
+                "a recovery resets the streak",
+                2,
+                true,
+                &[(2.0, 2.0), (2.1, 1.9), (2.0, 1.8), (2.1, 1.7), (2.2, 1.6)],
+                &[5],
+            ),
             ("maximize: accuracy falls while train falls", 2, false, &[(0.5, 2.0), (0.4, 1.9), (0.3, 1.8)], &[3]),
             ("fires again after a new streak", 1, true, &[(1.0, 1.0), (1.1, 0.9), (1.0, 0.8), (1.1, 0.7)], &[2, 4]),
         ];

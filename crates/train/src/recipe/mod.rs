@@ -40,6 +40,8 @@ pub struct Recipe {
     pub early_stopping: EarlyStoppingSection,
     #[serde(default)]
     pub augment: AugmentSection,
+    #[serde(default)]
+    pub audit: AuditSection,
     pub output: OutputSection,
 }
 
@@ -97,7 +99,13 @@ impl Recipe {
             }
         };
         rel(&mut recipe.data.train);
-        for p in recipe.data.val_file.iter_mut().chain(recipe.data.manifest.iter_mut()) {
+        for p in recipe
+            .data
+            .val_file
+            .iter_mut()
+            .chain(recipe.data.manifest.iter_mut())
+            .chain(recipe.data.chat_template.iter_mut())
+        {
             rel(p);
         }
         recipe.data.trusted_keys.iter_mut().for_each(rel);
@@ -146,7 +154,10 @@ impl Recipe {
         }
         match self.data.val_size {
             ValSizeSpec::Fraction(f) if !(f > 0.0 && f < 1.0) => {
-                return bad("data.val_size", format!("a fraction must be in (0, 1), got {f}; write a count as an integer"));
+                return bad(
+                    "data.val_size",
+                    format!("a fraction must be in (0, 1), got {f}; write a count as an integer"),
+                );
             }
             _ => {}
         }
@@ -159,7 +170,10 @@ impl Recipe {
         }
         let t = &self.train;
         if t.neftune_noise_alpha.is_nan() || t.neftune_noise_alpha < 0.0 || t.neftune_noise_alpha.is_infinite() {
-            return bad("train.neftune_noise_alpha", format!("must be a finite number >= 0, got {}", t.neftune_noise_alpha));
+            return bad(
+                "train.neftune_noise_alpha",
+                format!("must be a finite number >= 0, got {}", t.neftune_noise_alpha),
+            );
         }
         if !(0.0..1.0).contains(&t.loss_ema) {
             return bad("train.loss_ema", format!("must be in [0, 1), got {}", t.loss_ema));
@@ -182,8 +196,19 @@ impl Recipe {
         if es.min_delta.is_nan() || es.min_delta < 0.0 {
             return bad("early_stopping.min_delta", format!("must be >= 0, got {}", es.min_delta));
         }
-        if self.data.manifest.is_none() && (!self.data.trusted_keys.is_empty() || self.data.require_signature == Some(true)) {
-            return bad("data.manifest", "trusted_keys and require_signature need a manifest (`tuneguard data lock`)".into());
+        if self.data.manifest.is_none()
+            && (!self.data.trusted_keys.is_empty() || self.data.require_signature == Some(true))
+        {
+            return bad(
+                "data.manifest",
+                "trusted_keys and require_signature need a manifest (`tuneguard data lock`)".into(),
+            );
+        }
+        if !matches!(self.audit.lint.as_str(), "fail" | "warn" | "off") {
+            return bad("audit.lint", format!("must be `fail`, `warn` or `off`, got `{}`", self.audit.lint));
+        }
+        if let Err(e) = self.audit.checks.resolve() {
+            return Err(RecipeError::Invalid { key: "audit.checks".into(), reason: e.to_string() });
         }
         if self.augment.system_prompts.iter().any(|p| p.trim().is_empty()) {
             return bad("augment.system_prompts", "an empty system prompt is not a variation".into());
@@ -211,7 +236,14 @@ impl Recipe {
         };
         abs(&mut r.data.train);
         abs(&mut r.output.dir);
-        for p in r.data.val_file.iter_mut().chain(r.model.path.iter_mut()).chain(r.data.manifest.iter_mut()) {
+        for p in r
+            .data
+            .val_file
+            .iter_mut()
+            .chain(r.model.path.iter_mut())
+            .chain(r.data.manifest.iter_mut())
+            .chain(r.data.chat_template.iter_mut())
+        {
             abs(p);
         }
         r.data.trusted_keys.iter_mut().for_each(abs);

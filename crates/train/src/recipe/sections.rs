@@ -53,6 +53,10 @@ pub struct DataSection {
     /// Jaccard similarity (0–1) of word 3-gram sets above which two examples are near duplicates.
     #[serde(default = "d_near")]
     pub near_dup_threshold: f64,
+    /// A chat template (a `.jinja` file, or a Hugging Face model folder with one) to render the
+    /// data with instead of the model's own. The lint warns when it renders differently.
+    #[serde(default)]
+    pub chat_template: Option<PathBuf>,
     /// Data manifest from `tuneguard data lock` (relative paths: from the recipe's folder). When
     /// given, every data file must be listed in it with the same size and sha256.
     #[serde(default)]
@@ -196,6 +200,34 @@ pub struct AugmentSection {
     pub system_prompts: Vec<String>,
 }
 
+/// `[audit]`: the data guard run before training (row checks, then the pre-flight lint).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Run the row checks on the data files before training (the lint always runs unless `lint = "off"`).
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+    /// What a lint finding of severity `error` does: `fail` (stop before training), `warn`, or
+    /// `off` (no lint). Warnings are always only reported.
+    #[serde(default = "d_lint")]
+    pub lint: String,
+    /// The row checks: `actions = { near_duplicate = "warn", pii = "quarantine" }` (check ids or
+    /// the groups `schema`, `duplicates`, `pii`; `off`, `warn`, `quarantine` or `fail`) and
+    /// thresholds; see `tuneguard audit --help`.
+    #[serde(default)]
+    pub checks: tuneguard_audit::checks::AuditConfig,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection { enabled: true, lint: d_lint(), checks: Default::default() }
+    }
+}
+
+fn d_lint() -> String {
+    "fail".into()
+}
+
 /// A validation size: a count of examples or a fraction of them.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 #[serde(untagged)]
@@ -334,4 +366,3 @@ impl Default for EarlyStoppingSection {
         }
     }
 }
-

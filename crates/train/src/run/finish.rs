@@ -37,10 +37,16 @@ pub fn finish(
     if recipe.is_full() {
         tuneguard_model::save::save_hf_dir(loaded, &out.join("model"))?;
     } else {
-        tuneguard_model::lora::save_adapter(&loaded.model, &out.join("adapter"), ctx.base_name, recipe.lora.dropout as f64)?;
+        tuneguard_model::lora::save_adapter(
+            &loaded.model,
+            &out.join("adapter"),
+            ctx.base_name,
+            recipe.lora.dropout as f64,
+        )?;
     }
     let es = &recipe.early_stopping;
-    let stop_reason = st.stop_reason.clone().unwrap_or_else(|| format!("completed the planned {} steps", st.total_steps));
+    let stop_reason =
+        st.stop_reason.clone().unwrap_or_else(|| format!("completed the planned {} steps", st.total_steps));
     let early_stopping = (!ctx.val.is_empty()).then(|| EarlyStoppingSummary {
         enabled: ctx.early_stopping,
         metric: es.metric.clone(),
@@ -71,6 +77,7 @@ pub fn finish(
         final_metrics,
         early_stopping,
         alarms: st.alarms.clone(),
+        lints: prepared.lints.clone(),
         resumed_from_step: resumed_from,
     };
     write_atomic(&out.join("summary.json"), &serde_json::to_string_pretty(&summary).unwrap_or_default())?;

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use tuneguard_data::tokenize::{ChatTokenizer, TokenizedExample};
 use tuneguard_model::llama::Llama;
+use tuneguard_model::LoadedModel;
 
 use crate::checkpoint;
 use crate::eval::evaluate;
@@ -16,12 +17,13 @@ use crate::optim::{prepare_full_finetune, trainable_params, trainable_refs, Adam
 use crate::recipe::Recipe;
 
 mod finish;
+mod preflight;
 mod prepare;
 mod rows;
 mod train_loop;
 mod types;
 
-pub use prepare::{prepare as prepare_data, DataSummary, LeakReport, Prepared};
+pub use prepare::{prepare as prepare_data, DataSummary, LeakReport, PrepareCtx, Prepared};
 pub use train_loop::LoopState;
 pub use types::*;
 
@@ -48,7 +50,7 @@ fn write_atomic(path: &Path, text: &str) -> Result<()> {
 
 /// Outputs that mark a started run, and files a new run replaces.
 const RUN_MARKERS: [&str; 5] = ["summary.json", "metrics.jsonl", "adapter", "model", checkpoint::DIR];
-const RUN_FILES: [&str; 3] = ["config.toml", "rejected.jsonl", "report.html"];
+const RUN_FILES: [&str; 5] = ["config.toml", "rejected.jsonl", "report.html", "audit.json", "quarantine.jsonl"];
 
 /// Runs the recipe from the start. `model_path` is the resolved model (the recipe's or the
 /// default).
@@ -92,7 +94,8 @@ pub fn resume(recipe: &Recipe, model_path: &Path, progress: &mut dyn Progress) -
 /// What early stopping tracks, from the recipe.
 fn tracker(recipe: &Recipe) -> (EarlyStopping, bool, bool) {
     let es = &recipe.early_stopping;
-    let has_val = !matches!(recipe.data.val_size, crate::recipe::ValSizeSpec::Count(0)) || recipe.data.val_file.is_some();
+    let has_val =
+        !matches!(recipe.data.val_size, crate::recipe::ValSizeSpec::Count(0)) || recipe.data.val_file.is_some();
     let enabled = es.enabled.unwrap_or(has_val);
     let direction = if recipe.minimize_metric() { Direction::Minimize } else { Direction::Maximize };
     // Without early stopping the tracker only remembers the best evaluation.
@@ -100,9 +103,9 @@ fn tracker(recipe: &Recipe) -> (EarlyStopping, bool, bool) {
     (EarlyStopping::new(EarlyStoppingConfig { direction, patience, min_delta: es.min_delta }), enabled, has_val)
 }
 
-fn execute(recipe: &Recipe, model_path: &Path, resuming: bool, progress: &mut dyn Progress) -> Result<Summary> {
-    let out = &recipe.output.dir;
-    prepare::authenticate(recipe, progress)?;
+/// Loads the model (with LoRA weights initialized, or readied for full fine-tuning); returns it
+/// and its number of trainable parameters.
+fn load_model(recipe: &Recipe, model_path: &Path, progress: &mut dyn Progress) -> Result<(LoadedModel, usize)> {
     progress.message(&format!("loading {}", model_path.display()));
     let mut loaded = tuneguard_model::load(model_path)?;
     let t = &recipe.train;
@@ -112,9 +115,45 @@ fn execute(recipe: &Recipe, model_path: &Path, resuming: bool, progress: &mut dy
     } else {
         init_lora(&mut loaded.model, recipe.lora.r, recipe.lora.alpha, &recipe.lora.target_modules, t.seed)?
     };
-    let template = loaded.chat_template.as_ref().ok_or(RunError::NoChatTemplate)?;
+    Ok((loaded, trainable))
+}
+
+/// Renders, audits, splits, lints and tokenizes the data for `loaded` (audit files go to `out`).
+fn prepare_for(
+    recipe: &Recipe,
+    loaded: &LoadedModel,
+    out: &Path,
+    audit_only: bool,
+    progress: &mut dyn Progress,
+) -> Result<prepare::Prepared> {
+    let custom = match &recipe.data.chat_template {
+        Some(p) => Some(tuneguard_audit::lint::chat_template_from_path(p, &loaded.tokenizer)?),
+        None => None,
+    };
+    let template = custom.as_ref().or(loaded.chat_template.as_ref()).ok_or(RunError::NoChatTemplate)?;
     let tok = ChatTokenizer::new(&loaded.tokenizer, template)?;
-    let prepared = prepare::prepare(recipe, &tok, progress)?;
+    let cx = PrepareCtx { loaded, data_template: custom.as_ref(), tok: &tok, out, audit_only };
+    prepare::prepare(recipe, &cx, progress)
+}
+
+/// Everything a run does before training (authentication, audit, split, leakage check, lint,
+/// tokenization), writing `audit.json` and `quarantine.jsonl` into `out`; for `tuneguard audit`.
+///
+/// # Errors
+/// As [`run`], before training.
+pub fn preflight(recipe: &Recipe, model_path: &Path, out: &Path, progress: &mut dyn Progress) -> Result<Prepared> {
+    prepare::authenticate(recipe, progress)?;
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let (loaded, _) = load_model(recipe, model_path, progress)?;
+    prepare_for(recipe, &loaded, out, true, progress)
+}
+
+fn execute(recipe: &Recipe, model_path: &Path, resuming: bool, progress: &mut dyn Progress) -> Result<Summary> {
+    let out = &recipe.output.dir;
+    prepare::authenticate(recipe, progress)?;
+    let (mut loaded, trainable) = load_model(recipe, model_path, progress)?;
+    let t = &recipe.train;
+    let prepared = prepare_for(recipe, &loaded, out, false, progress)?;
     tuneguard_data::rejected::write_rejected(&out.join("rejected.jsonl"), &prepared.rejected)?;
     report_rejected(&prepared, out, progress);
     let s = &prepared.summary;
@@ -139,7 +178,11 @@ fn execute(recipe: &Recipe, model_path: &Path, resuming: bool, progress: &mut dy
     let mut opt =
         AdamW::new(AdamWConfig { lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weight_decay: o.weight_decay })?;
     let (tracker, early_stopping, _) = tracker(recipe);
-    let base_name = recipe.model.path.as_ref().map_or("HuggingFaceTB/SmolLM2-135M-Instruct".to_string(), |p| p.display().to_string());
+    let base_name = recipe
+        .model
+        .path
+        .as_ref()
+        .map_or("HuggingFaceTB/SmolLM2-135M-Instruct".to_string(), |p| p.display().to_string());
     let ctx = LoopCtx {
         recipe,
         out,
@@ -158,7 +201,12 @@ fn execute(recipe: &Recipe, model_path: &Path, resuming: bool, progress: &mut dy
     } else {
         let metrics = out.join("metrics.jsonl");
         std::fs::write(&metrics, "").map_err(io(&metrics))?;
-        let mut st = LoopState::new(total_steps, tracker, OverfitAlarm::new(t.overfit_alarm_evals, recipe.minimize_metric()), fingerprint);
+        let mut st = LoopState::new(
+            total_steps,
+            tracker,
+            OverfitAlarm::new(t.overfit_alarm_evals, recipe.minimize_metric()),
+            fingerprint,
+        );
         if !prepared.val.is_empty() {
             let base = evaluate(&loaded.model, &prepared.val)?;
             let line = serde_json::to_string(&EvalRecord::new(0, &base, None)).unwrap_or_default();

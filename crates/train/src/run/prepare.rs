@@ -17,6 +17,11 @@ pub struct DataSummary {
     /// Data rows read (training file, plus the validation file if any).
     pub rows_read: usize,
     pub rejected: usize,
+    /// Rows the audit quarantined (see `quarantine.jsonl`), and rows it kept with a warning.
+    pub quarantined: usize,
+    pub audit_warned: usize,
+    /// (check id, rows found, action) of every audit check that found something.
+    pub audit_findings: Vec<(String, usize, String)>,
     /// `split` (held out of the training file), the validation file's path, or `none`.
     pub val_source: String,
     pub train_examples: usize,
@@ -55,6 +60,19 @@ pub struct Prepared {
     pub val: Vec<TokenizedExample>,
     pub summary: DataSummary,
     pub rejected: Vec<Rejected>,
+    pub lints: Vec<tuneguard_audit::lint::Lint>,
+}
+
+/// The model side of data preparation: the tokenizer, the template the data is rendered with
+/// (the recipe's `data.chat_template` or the model's own), and the folder audit files go to.
+pub struct PrepareCtx<'a> {
+    pub loaded: &'a tuneguard_model::LoadedModel,
+    pub data_template: Option<&'a tuneguard_model::chat::ChatTemplate>,
+    pub tok: &'a ChatTokenizer<'a>,
+    pub out: &'a std::path::Path,
+    /// For an audit only: data that cannot be tokenized leaves the sets empty (the lint has said
+    /// why) instead of failing.
+    pub audit_only: bool,
 }
 
 impl Prepared {
@@ -112,23 +130,58 @@ fn split(recipe: &Recipe, data: LoadedData, progress: &mut dyn Progress) -> Resu
             Some(data.lines.iter().map(|l| values.get(l).cloned()).collect::<Vec<_>>())
         }
     };
-    let (ti, vi) = split_indices(n, size, recipe.train.seed, strata.as_deref())
-        .map_err(|e| RunError::Split(e.to_string()))?;
+    let (ti, vi) =
+        split_indices(n, size, recipe.train.seed, strata.as_deref()).map_err(|e| RunError::Split(e.to_string()))?;
     let mut slots: Vec<Option<(Example, String)>> = rows.into_iter().map(Some).collect();
     let mut take = |idx: Vec<usize>| idx.into_iter().filter_map(|i| slots[i].take()).collect::<Rows>();
     let val = take(vi);
     Ok((take(ti), val, "split".into()))
 }
 
-/// Loads, splits, checks leakage, augments and tokenizes the recipe's data.
-pub fn prepare(recipe: &Recipe, tok: &ChatTokenizer, progress: &mut dyn Progress) -> Result<Prepared> {
-    let data = load(recipe, &recipe.data.train)?;
+/// Drops the examples the audit quarantined.
+fn drop_quarantined(data: &mut LoadedData, q: &std::collections::HashSet<(std::path::PathBuf, usize)>) {
+    if q.is_empty() {
+        return;
+    }
+    let path = data.path.clone();
+    let keep: Vec<bool> = data.lines.iter().map(|&l| !q.contains(&(path.clone(), l))).collect();
+    let mut it = keep.iter();
+    data.examples.retain(|_| *it.next().unwrap_or(&true));
+    let mut it = keep.iter();
+    data.lines.retain(|_| *it.next().unwrap_or(&true));
+}
+
+/// Loads and audits the data, splits it, checks leakage, augments, lints and tokenizes it.
+pub fn prepare(recipe: &Recipe, cx: &PrepareCtx, progress: &mut dyn Progress) -> Result<Prepared> {
+    let tok = cx.tok;
+    let mut data = load(recipe, &recipe.data.train)?;
     let mut summary = DataSummary { rows_read: data.stats.rows, ..Default::default() };
     let mut rejected = data.rejected.clone();
     data.check(recipe.data.max_reject_fraction)?;
-    let (train, mut val, source) = match &recipe.data.val_file {
+    let mut val_data = match &recipe.data.val_file {
         Some(path) => {
             let v = load(recipe, path)?;
+            v.check(recipe.data.max_reject_fraction)?;
+            summary.rows_read += v.stats.rows;
+            rejected.extend(v.rejected.iter().cloned());
+            Some(v)
+        }
+        None => None,
+    };
+    if recipe.audit.enabled {
+        let files: Vec<std::path::PathBuf> =
+            std::iter::once(data.path.clone()).chain(val_data.as_ref().map(|v| v.path.clone())).collect();
+        let outcome = super::preflight::audit(recipe, &files, tok, cx.out, progress)?;
+        drop_quarantined(&mut data, &outcome.quarantined);
+        if let Some(v) = val_data.as_mut() {
+            drop_quarantined(v, &outcome.quarantined);
+        }
+        summary.quarantined = outcome.quarantined.len();
+        summary.audit_warned = outcome.warned;
+        summary.audit_findings = outcome.found;
+    }
+    let (train, mut val, source) = match val_data {
+        Some(v) => {
             summary.rows_read += v.stats.rows;
             rejected.extend(v.rejected.iter().cloned());
             v.check(recipe.data.max_reject_fraction)?;
@@ -174,15 +227,26 @@ pub fn prepare(recipe: &Recipe, tok: &ChatTokenizer, progress: &mut dyn Progress
     }
     let val_ex: Vec<Example> = val.into_iter().map(|(e, _)| e).collect();
     let topts = TokenizeOptions { max_len: recipe.data.max_len, overflow: recipe.data.overflow };
-    let (train, tstats) = tok.tokenize_all(&train_ex, topts)?;
-    let (val, vstats) = if val_ex.is_empty() { (Vec::new(), Default::default()) } else { tok.tokenize_all(&val_ex, topts)? };
+    let lint_data = super::preflight::LintData { train: &train_ex, val: &val_ex, tokenize: topts };
+    let lints = super::preflight::run_lint(recipe, cx.loaded, cx.data_template, &lint_data, progress)?;
+    let tokenized = tok.tokenize_all(&train_ex, topts).and_then(|t| {
+        let v = if val_ex.is_empty() { (Vec::new(), Default::default()) } else { tok.tokenize_all(&val_ex, topts)? };
+        Ok((t, v))
+    });
+    let ((train, tstats), (val, vstats)) = match tokenized {
+        Err(e) if cx.audit_only => {
+            progress.message(&format!("the data cannot be tokenized for training: {e}"));
+            Default::default()
+        }
+        other => other?,
+    };
     summary.train_examples = train.len();
     summary.val_examples = val.len();
     summary.truncated = tstats.truncated;
     summary.dropped = tstats.dropped_too_long + tstats.dropped_no_supervised;
     summary.tokenize = tstats;
     summary.val_tokenize = vstats;
-    Ok(Prepared { train, val, summary, rejected })
+    Ok(Prepared { train, val, summary, rejected, lints })
 }
 
 /// Checks the data files against the recipe's manifest and trusted keys, before any is read.
@@ -198,7 +262,11 @@ pub fn authenticate(recipe: &Recipe, progress: &mut dyn Progress) -> Result<()> 
 }
 
 fn remove_leaks(recipe: &Recipe, train: &Rows, val: &mut Rows, s: &mut DataSummary, progress: &mut dyn Progress) {
-    let opts = LeakageOptions { near_threshold: recipe.data.near_dup_threshold, seed: recipe.train.seed, ..Default::default() };
+    let opts = LeakageOptions {
+        near_threshold: recipe.data.near_dup_threshold,
+        seed: recipe.train.seed,
+        ..Default::default()
+    };
     let t: Vec<Example> = train.iter().map(|(e, _)| e.clone()).collect();
     let v: Vec<Example> = val.iter().map(|(e, _)| e.clone()).collect();
     let leaks = find_leaks(&t, &v, &opts);

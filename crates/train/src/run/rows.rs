@@ -49,4 +49,3 @@ pub fn training_rows(examples: Vec<TokenizedExample>, packing: bool, max_len: us
         })
         .collect())
 }
-

@@ -22,7 +22,9 @@ use crate::optim::{clip_full_grad_norm, clip_grad_norm, AdamW};
 use crate::recipe::Recipe;
 use crate::regularize::{add_l1_full, add_l1_lora, Neftune};
 use crate::schedule::lr_at;
-use crate::step::{count_supervised, loss_and_full_grads_with, loss_and_grads_with, FullGrads, Grads, Sequence, StepOptions};
+use crate::step::{
+    count_supervised, loss_and_full_grads_with, loss_and_grads_with, FullGrads, Grads, Sequence, StepOptions,
+};
 
 /// The loop's state after a step: saved in each checkpoint's `state.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,7 +114,13 @@ fn next_rows(st: &mut LoopState, n_rows: usize, per_step: usize, seed: u64) -> V
 }
 
 /// One optimizer step: (loss, gradient norm before clipping, L1 penalty).
-fn optimizer_step(model: &mut Llama, recipe: &Recipe, seqs: &[Sequence], step: u64, opt: &mut AdamW) -> Result<(f64, f64, f64)> {
+fn optimizer_step(
+    model: &mut Llama,
+    recipe: &Recipe,
+    seqs: &[Sequence],
+    step: u64,
+    opt: &mut AdamW,
+) -> Result<(f64, f64, f64)> {
     let (t, o) = (&recipe.train, &recipe.optim);
     let n_norm = count_supervised(seqs);
     let mut loss = 0.0;

@@ -29,6 +29,11 @@ pub enum RunError {
     /// The loss watchdog: a non-finite loss, or one far above the first step's.
     #[error("training diverged at step {step}: loss {loss} ({why}); lower optim.lr or check the data")]
     Diverged { step: u64, loss: f64, why: String },
+    /// The data guard stopped the run (a check set to `fail`, or a lint error).
+    #[error("data guard: {0}")]
+    Audit(String),
+    #[error(transparent)]
+    AuditInput(#[from] tuneguard_audit::AuditError),
     /// `--resume` on a folder it cannot continue.
     #[error("cannot resume {dir}: {reason}")]
     Resume { dir: PathBuf, reason: String },
@@ -148,6 +153,8 @@ pub struct Summary {
     pub final_metrics: Option<EvalMetrics>,
     pub early_stopping: Option<EarlyStoppingSummary>,
     pub alarms: Vec<Alarm>,
+    /// Findings of the pre-flight lint (warnings, or errors when `audit.lint = "warn"`).
+    pub lints: Vec<tuneguard_audit::lint::Lint>,
     /// The checkpoint step this run was resumed from, if it was.
     pub resumed_from_step: Option<u64>,
 }
