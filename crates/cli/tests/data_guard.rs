@@ -33,8 +33,7 @@ fn recipe(dir: &Path, data_lines: &str) -> PathBuf {
     p
 }
 
-fn audit(recipe: &Path) -> (Option<i32>, String) {
-    let out_dir = recipe.parent().unwrap().join("audit");
+fn audit(recipe: &Path, out_dir: &Path) -> (Option<i32>, String) {
     let out = tuneguard(&["audit", recipe.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code(), text)
@@ -45,7 +44,8 @@ fn the_quickstart_recipe_fires_no_lint() {
     if require_default_model().is_none() {
         return;
     }
-    let (code, text) = audit(&repo_root().join("configs/quickstart.toml"));
+    let d = tempfile::tempdir().unwrap();
+    let (code, text) = audit(&repo_root().join("configs/quickstart.toml"), d.path());
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("lint: no findings"), "{text}");
 }
@@ -65,7 +65,7 @@ fn each_broken_recipe_fires_its_lint() {
     ];
     for (extra, lint, code) in cases {
         let r = recipe(d.path(), &extra);
-        let (got, out) = audit(&r);
+        let (got, out) = audit(&r, &d.path().join("audit"));
         assert!(out.contains(lint), "{extra}: expected {lint} in:\n{out}");
         assert_eq!(got, code, "{extra}: exit code\n{out}");
     }
