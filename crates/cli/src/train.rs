@@ -117,12 +117,10 @@ pub fn run_cmd(args: TrainArgs) -> Result<()> {
         fmt(s.val_loss_final)
     );
     if let Some(es) = &s.early_stopping {
-        let best = match (es.best_step, es.best_value) {
-            (Some(step), Some(v)) => format!("best {} {v:.4} at step {step}", es.metric),
-            _ => "no best evaluation".into(),
-        };
-        let kept = if es.restored_best { "; the written weights are the best step's" } else { "" };
-        println!("stopped at step {}: {} ({best}{kept})", es.stopped_step, es.stop_reason);
+        println!("stopped at step {}: {}", es.stopped_step, es.stop_reason);
+        if let (true, Some(step), Some(v)) = (es.restored_best, es.best_step, es.best_value) {
+            println!("the written weights are step {step}'s, the best ({} {v:.4})", es.metric);
+        }
     }
     for a in &s.alarms {
         println!("alarm at step {}: {}", a.step, a.message);

@@ -99,7 +99,7 @@ fn resume_after_sigkill_reproduces_the_uninterrupted_run() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("resuming from the checkpoint of step"), "{err}");
     let resumed_from = summary(&run_b)["resumed_from_step"].as_u64().unwrap();
-    assert!(resumed_from >= 2 && resumed_from < 8, "resumed from {resumed_from}");
+    assert!((2..8).contains(&resumed_from), "resumed from {resumed_from}");
 
     assert_eq!(trajectory(&run_a), trajectory(&run_b), "same losses, gradient norms and evaluations");
     let n_eval = trajectory(&run_a).iter().filter(|t| t.0 == "eval").count();

@@ -68,6 +68,9 @@ pub fn keygen(prefix: &Path, force: bool) -> Result<KeyPair> {
             }
         }
     }
+    if let Some(dir) = secret_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|err| ProvenanceError::Io { path: dir.to_path_buf(), err })?;
+    }
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| ProvenanceError::Random { reason: e.to_string() })?;
     let sk = SigningKey::from_bytes(&seed);

@@ -146,3 +146,10 @@ fn relock_removes_the_stale_signature_and_lists_each_file_once() {
     let err = lock(&[], &f.manifest).unwrap_err();
     assert!(matches!(err, ProvenanceError::NoSources { .. }), "{err}");
 }
+
+#[test]
+fn keygen_creates_the_key_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = keygen(&dir.path().join("keys/nested/alice"), false).unwrap();
+    assert!(pair.secret_path.is_file() && pair.public_path.is_file());
+}

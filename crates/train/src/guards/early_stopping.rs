@@ -66,7 +66,7 @@ impl EarlyStopping {
             let (best_step, best) = self.best.unwrap_or((step, f64::NAN));
             return Decision::Stop {
                 reason: format!(
-                    "no improvement larger than {} for {} evaluations; best {best} at step {best_step}",
+                    "no improvement larger than {} for {} evaluations; best {best:.4} at step {best_step}",
                     self.config.min_delta, self.bad_evals
                 ),
             };

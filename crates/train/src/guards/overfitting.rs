@@ -39,10 +39,13 @@ mod tests {
         evals.iter().enumerate().filter(|(_, &(v, t))| a.update(v, t)).map(|(i, _)| i + 1).collect()
     }
 
+    /// (name, k, minimize, (val, train) per evaluation, evaluations that fire)
+    type Case<'a> = (&'a str, usize, bool, &'a [(f64, f64)], &'a [usize]);
+
     #[test]
     fn table() {
         let rising = [(2.0, 2.0), (1.8, 1.8), (1.9, 1.6), (2.0, 1.4), (2.1, 1.2), (2.2, 1.0)];
-        let cases: &[(&str, usize, bool, &[(f64, f64)], &[usize])] = &[
+        let cases: &[Case] = &[
             ("val rises twice while train falls", 2, true, &rising, &[4]),
             ("k = 1 fires at the first divergence", 1, true, &rising, &[3]),
             ("k = 3", 3, true, &rising, &[5]),

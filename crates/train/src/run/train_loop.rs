@@ -207,7 +207,7 @@ pub fn train_loop(
         st.last_loss = Some(loss);
         st.ema = t.loss_ema * st.ema + (1.0 - t.loss_ema) * loss;
         st.ema_steps += 1;
-        if st.step % ctx.eval_every == 0 || st.step == st.total_steps {
+        if st.step.is_multiple_of(ctx.eval_every) || st.step == st.total_steps {
             if !ctx.val.is_empty() {
                 evaluation(ctx, model, &mut st, &mut metrics, &metrics_path, progress)?;
             }
