@@ -145,11 +145,15 @@ fn leaked_validation_rows_are_removed_and_reported() {
     write_lines(&d.path().join("train.jsonl"), train);
     write_lines(&d.path().join("val.jsonl"), &val);
     let model = require_default_model().unwrap();
-    let recipe = format!(
-        "[model]\npath = {model:?}\n[data]\ntrain = \"train.jsonl\"\nval_file = \"val.jsonl\"\nmax_len = 512\n\
-         [lora]\nr = 4\n[train]\nbatch_size = 1\nmax_steps = 1\n[output]\ndir = \"run\"\n"
-    );
-    std::fs::write(d.path().join("r.toml"), recipe).unwrap();
+    // The row audit (on by default) reads both files and would quarantine these copies first
+    // (see below); switched off, the leakage check of the split is what removes them.
+    let recipe = |audit: bool, dir: &str| {
+        format!(
+            "[model]\npath = {model:?}\n[data]\ntrain = \"train.jsonl\"\nval_file = \"val.jsonl\"\nmax_len = 512\n\
+             [lora]\nr = 4\n[train]\nbatch_size = 1\nmax_steps = 1\n[audit]\nenabled = {audit}\n[output]\ndir = \"{dir}\"\n"
+        )
+    };
+    std::fs::write(d.path().join("r.toml"), recipe(false, "run")).unwrap();
     let out = tuneguard(&["train", d.path().join("r.toml").to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
@@ -163,6 +167,20 @@ fn leaked_validation_rows_are_removed_and_reported() {
     for line in [4, 41, 78] {
         assert!(rows.iter().any(|r| r.ends_with(&format!("train.jsonl:{line}"))), "{rows:?}");
     }
+
+    // With the audit on, the same three copies are quarantined as cross-file duplicates (the
+    // appended word makes the third a conflicting answer) before the split sees them.
+    std::fs::write(d.path().join("r2.toml"), recipe(true, "run2")).unwrap();
+    let out = tuneguard(&["train", d.path().join("r2.toml").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = summary(&d.path().join("run2"));
+    assert_eq!(s["data"]["quarantined"], 3, "{s}");
+    assert_eq!(s["data"]["leaked_exact"].as_u64().unwrap() + s["data"]["leaked_near"].as_u64().unwrap(), 0, "{s}");
+    assert_eq!(s["val_examples"], 20, "{s}");
+    let q = std::fs::read_to_string(d.path().join("run2/quarantine.jsonl")).unwrap();
+    let checks: Vec<String> =
+        q.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["check"].as_str().unwrap().to_string()).collect();
+    assert_eq!(checks, ["exact_duplicate", "exact_duplicate", "conflicting_answer"], "{q}");
 }
 
 #[test]

@@ -179,7 +179,9 @@ fn execute(recipe: &Recipe, model_path: &Path, resuming: bool, progress: &mut dy
         AdamW::new(AdamWConfig { lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weight_decay: o.weight_decay })?;
     let (tracker, early_stopping, _) = tracker(recipe);
     if early_stopping && prepared.val.is_empty() {
-        progress.message("warning: early stopping is on but there is no validation data; set data.val_size or data.val_file");
+        progress.message(
+            "warning: early stopping is on but there is no validation data; set data.val_size or data.val_file",
+        );
     }
     let base_name = recipe
         .model
