@@ -80,7 +80,7 @@ pub fn run(args: AuditArgs) -> Result<()> {
     let quarantined = checks::write_quarantine(&quarantine, &report)?;
 
     let r = report.rows;
-    println!(
+    out!(
         "audited {} rows in {} file(s) ({secs:.1} s): {} clean, {} kept with warnings, {} quarantined",
         r.read,
         report.files.len(),
@@ -88,20 +88,25 @@ pub fn run(args: AuditArgs) -> Result<()> {
         r.warned,
         r.quarantined
     );
-    println!("{:<20} {:>9}  action", "check", "rows");
+    out!("{:<20} {:>9}  action", "check", "rows");
     for (check, c) in report.counts.iter().filter(|(_, c)| c.found > 0) {
-        println!("{:<20} {:>9}  {}", check.name(), c.found, c.action.name());
+        out!("{:<20} {:>9}  {}", check.name(), c.found, c.action.name());
     }
     if report.counts.values().all(|c| c.found == 0) {
-        println!("(no check found anything)");
+        out!("(no check found anything)");
     }
     if let Some(l) = report.length {
-        println!(
+        out!(
             "lengths: median {:.0} {}; outside {:.0}-{:.0} is an outlier (modified z > {})",
-            l.median, l.unit, l.lower, l.upper, l.z
+            l.median,
+            l.unit,
+            l.lower,
+            l.upper,
+            l.z
         );
     }
-    println!("wrote {} and {} ({quarantined} rows)", audit_json.display(), quarantine.display());
+    let plural = if quarantined == 1 { "" } else { "s" };
+    out!("wrote {} and {} ({quarantined} row{plural})", audit_json.display(), quarantine.display());
     if let Some(first) = report.failed() {
         bail!("audit failed: {first}");
     }

@@ -37,21 +37,26 @@ pub fn run(recipe_path: &Path, out: &Path) -> Result<()> {
         other => other?,
     };
     let d = &prepared.summary;
-    println!(
+    out!(
         "{} rows read: {} training and {} validation examples; {} rejected, {} quarantined, {} kept with warnings",
-        d.rows_read, d.train_examples, d.val_examples, d.rejected, d.quarantined, d.audit_warned
+        d.rows_read,
+        d.train_examples,
+        d.val_examples,
+        d.rejected,
+        d.quarantined,
+        d.audit_warned
     );
     for (id, n, action) in &d.audit_findings {
-        println!("  {id:<20} {n:>7}  {action}");
+        out!("  {id:<20} {n:>7}  {action}");
     }
-    println!("leakage: {} exact and {} near-duplicate validation examples removed", d.leaked_exact, d.leaked_near);
+    out!("leakage: {} exact and {} near-duplicate validation examples removed", d.leaked_exact, d.leaked_near);
     if prepared.lints.is_empty() {
-        println!("lint: no findings");
+        out!("lint: no findings");
     }
     for l in &prepared.lints {
-        println!("lint {}[{}]: {}\n  fix: {}", l.severity.name(), l.id, l.message, l.fix);
+        out!("lint {}[{}]: {}\n  fix: {}", l.severity.name(), l.id, l.message, l.fix);
     }
-    println!("wrote {} and {}", out.join("audit.json").display(), out.join("quarantine.jsonl").display());
+    out!("wrote {} and {}", out.join("audit.json").display(), out.join("quarantine.jsonl").display());
     let errors = prepared.lints.iter().filter(|l| l.severity == Severity::Error).count();
     if errors > 0 && lint_policy == "fail" {
         return Err(WouldStop(format!("{errors} lint error(s) would stop `tuneguard train`")).into());

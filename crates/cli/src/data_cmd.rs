@@ -58,7 +58,7 @@ pub fn run(args: DataArgs) -> Result<()> {
         DataCommand::Lock { files, manifest } => lock(&files, &manifest),
         DataCommand::Keygen { out, force } => {
             let kp = provenance::keygen(&out, force)?;
-            println!(
+            out!(
                 "wrote {} (secret key, keep it private) and {} (public key {})",
                 kp.secret_path.display(),
                 kp.public_path.display(),
@@ -69,7 +69,7 @@ pub fn run(args: DataArgs) -> Result<()> {
         DataCommand::Sign { manifest, key } => {
             let fp = provenance::fingerprint(&signature::read_secret_key(&key)?.verifying_key());
             let sig = provenance::sign(&manifest, &key)?;
-            println!("signed {} with key {fp} into {}", manifest.display(), sig.display());
+            out!("signed {} with key {fp} into {}", manifest.display(), sig.display());
             Ok(())
         }
         DataCommand::Verify { manifest, trusted_keys, files } => verify(&manifest, &trusted_keys, &files),
@@ -81,7 +81,7 @@ fn lock(files: &[PathBuf], manifest: &Path) -> Result<()> {
     let had_sig = sig.exists();
     let m = provenance::lock(files, manifest)?;
     for s in &m.sources {
-        println!(
+        out!(
             "{}  {}  {} rows  sha256 {}",
             s.path,
             human_bytes(s.bytes),
@@ -90,9 +90,9 @@ fn lock(files: &[PathBuf], manifest: &Path) -> Result<()> {
         );
     }
     let bytes: u64 = m.sources.iter().map(|s| s.bytes).sum();
-    println!("locked {} ({}) into {}", plural(m.sources.len(), "source"), human_bytes(bytes), manifest.display());
+    out!("locked {} ({}) into {}", plural(m.sources.len(), "source"), human_bytes(bytes), manifest.display());
     if had_sig {
-        println!("removed the stale signature {}; sign again with `tuneguard data sign`", sig.display());
+        out!("removed the stale signature {}; sign again with `tuneguard data sign`", sig.display());
     }
     Ok(())
 }
@@ -104,7 +104,7 @@ fn verify(manifest: &Path, trusted_keys: &[PathBuf], files: &[PathBuf]) -> Resul
         Some(s) => format!("signed by {} (trusted key {})", s.fingerprint, s.trusted_key.display()),
         None => "signature not checked (no --trusted-key given)".to_string(),
     };
-    println!(
+    out!(
         "verified {} ({}) against {}; {signed}",
         plural(v.sources.len(), "source"),
         human_bytes(bytes),

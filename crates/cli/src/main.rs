@@ -1,5 +1,14 @@
 //! `tuneguard`: fine-tune LLMs and guard the run. This binary only parses arguments, prints and
 //! sets exit codes; the work lives in the library crates.
+/// `println!` that returns the write error (a closed pipe) instead of panicking; main turns a
+/// broken pipe into a quiet exit.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
 mod audit;
 mod audit_recipe;
 mod convert;

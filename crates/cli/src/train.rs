@@ -106,26 +106,30 @@ pub fn run_cmd(args: TrainArgs) -> Result<()> {
     }
     let s = result?;
     let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
-    println!(
+    out!(
         "trained {} steps on {} examples ({} tokens, {:.0} tokens/s, {:.0} s)",
-        s.steps, s.train_examples, s.tokens, s.tokens_per_s, s.seconds
+        s.steps,
+        s.train_examples,
+        s.tokens,
+        s.tokens_per_s,
+        s.seconds
     );
-    println!(
+    out!(
         "held-out loss ({} examples): base {} -> fine-tuned {}",
         s.val_examples,
         fmt(s.val_loss_base),
         fmt(s.val_loss_final)
     );
     if let Some(es) = &s.early_stopping {
-        println!("stopped at step {}: {}", es.stopped_step, es.stop_reason);
+        out!("stopped at step {}: {}", es.stopped_step, es.stop_reason);
         if let (true, Some(step), Some(v)) = (es.restored_best, es.best_step, es.best_value) {
-            println!("the written weights are step {step}'s, the best ({} {v:.4})", es.metric);
+            out!("the written weights are step {step}'s, the best ({} {v:.4})", es.metric);
         }
     }
     for a in &s.alarms {
-        println!("alarm at step {}: {}", a.step, a.message);
+        out!("alarm at step {}: {}", a.step, a.message);
     }
     let written = if recipe.is_full() { "model" } else { "adapter" };
-    println!("wrote {}", recipe.output.dir.join(written).display());
+    out!("wrote {}", recipe.output.dir.join(written).display());
     Ok(())
 }

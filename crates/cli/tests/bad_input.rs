@@ -503,3 +503,26 @@ fn closed_stdout_is_not_a_crash() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     }
 }
+
+/// Regression: `audit` and `data lock` printed with `println!`, which panics on a closed pipe.
+#[test]
+fn closed_stdout_is_not_a_crash_for_the_data_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tuneguard_model::testutil::repo_root().join("data/quickstart/selfinstruct_seed_tasks.jsonl");
+    let (out_dir, manifest) = (tmp.path().join("audit"), tmp.path().join("m.json"));
+    for args in
+        [vec!["audit", s(&data), "--out", s(&out_dir)], vec!["data", "lock", s(&data), "--manifest", s(&manifest)]]
+    {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tuneguard"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}

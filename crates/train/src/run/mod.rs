@@ -154,12 +154,17 @@ fn execute(recipe: &Recipe, model_path: &Path, resuming: bool, progress: &mut dy
     let (mut loaded, trainable) = load_model(recipe, model_path, progress)?;
     let t = &recipe.train;
     let prepared = prepare_for(recipe, &loaded, out, false, progress)?;
-    tuneguard_data::rejected::write_rejected(&out.join("rejected.jsonl"), &prepared.rejected)?;
-    report_rejected(&prepared, out, progress);
     let s = &prepared.summary;
+    let val_dropped = s.val_tokenize.dropped_too_long + s.val_tokenize.dropped_no_supervised;
     progress.message(&format!(
-        "{} training and {} validation examples ({} rows rejected, {} truncated, {} dropped, {} augmented)",
-        s.train_examples, s.val_examples, s.rejected, s.truncated, s.dropped, s.augmented
+        "{} training and {} validation examples ({} rows rejected, {} quarantined, {} truncated, {} dropped, {} augmented)",
+        s.train_examples,
+        s.val_examples,
+        s.rejected,
+        s.quarantined,
+        s.truncated + s.val_tokenize.truncated,
+        s.dropped + val_dropped,
+        s.augmented
     ));
     let fingerprint = prepared.fingerprint();
     let rows = rows::training_rows(prepared.train.clone(), recipe.data.packing, recipe.data.max_len)?;
@@ -222,19 +227,6 @@ fn execute(recipe: &Recipe, model_path: &Path, resuming: bool, progress: &mut dy
     };
     let st = train_loop(&ctx, &mut loaded.model, &mut opt, state, progress)?;
     finish::finish(&ctx, &mut loaded, st, &prepared, trainable, resumed_from, progress)
-}
-
-fn report_rejected(prepared: &prepare::Prepared, out: &Path, progress: &mut dyn Progress) {
-    for r in prepared.rejected.iter().take(5) {
-        progress.message(&format!("rejected {r}"));
-    }
-    if prepared.rejected.len() > 5 {
-        progress.message(&format!(
-            "... {} rejected rows in all, see {}",
-            prepared.rejected.len(),
-            out.join("rejected.jsonl").display()
-        ));
-    }
 }
 
 /// Writes a checkpoint of the current step and prunes old ones (keeping the best).

@@ -138,6 +138,15 @@ fn split(recipe: &Recipe, data: LoadedData, progress: &mut dyn Progress) -> Resu
     Ok((take(ti), val, "split".into()))
 }
 
+fn report_rejected(rejected: &[Rejected], path: &std::path::Path, progress: &mut dyn Progress) {
+    for r in rejected.iter().take(5) {
+        progress.message(&format!("rejected {r}"));
+    }
+    if rejected.len() > 5 {
+        progress.message(&format!("... {} rejected rows in all, see {}", rejected.len(), path.display()));
+    }
+}
+
 /// Drops the examples the audit quarantined.
 fn drop_quarantined(data: &mut LoadedData, q: &std::collections::HashSet<(std::path::PathBuf, usize)>) {
     if q.is_empty() {
@@ -157,17 +166,22 @@ pub fn prepare(recipe: &Recipe, cx: &PrepareCtx, progress: &mut dyn Progress) ->
     let mut data = load(recipe, &recipe.data.train)?;
     let mut summary = DataSummary { rows_read: data.stats.rows, ..Default::default() };
     let mut rejected = data.rejected.clone();
-    data.check(recipe.data.max_reject_fraction)?;
     let mut val_data = match &recipe.data.val_file {
         Some(path) => {
             let v = load(recipe, path)?;
-            v.check(recipe.data.max_reject_fraction)?;
             summary.rows_read += v.stats.rows;
             rejected.extend(v.rejected.iter().cloned());
             Some(v)
         }
         None => None,
     };
+    // Rejected rows are reported and written before any check can stop the run.
+    tuneguard_data::rejected::write_rejected(&cx.out.join("rejected.jsonl"), &rejected)?;
+    report_rejected(&rejected, &cx.out.join("rejected.jsonl"), progress);
+    data.check(recipe.data.max_reject_fraction)?;
+    if let Some(v) = &val_data {
+        v.check(recipe.data.max_reject_fraction)?;
+    }
     if recipe.audit.enabled {
         let files: Vec<std::path::PathBuf> =
             std::iter::once(data.path.clone()).chain(val_data.as_ref().map(|v| v.path.clone())).collect();
@@ -182,9 +196,6 @@ pub fn prepare(recipe: &Recipe, cx: &PrepareCtx, progress: &mut dyn Progress) ->
     }
     let (train, mut val, source) = match val_data {
         Some(v) => {
-            summary.rows_read += v.stats.rows;
-            rejected.extend(v.rejected.iter().cloned());
-            v.check(recipe.data.max_reject_fraction)?;
             let file = v.path.display().to_string();
             let val = v.examples.into_iter().zip(&v.lines).map(|(e, l)| (e, format!("{file}:{l}"))).collect();
             let f = data.path.display().to_string();
