@@ -68,6 +68,16 @@ pub fn run(args: AuditArgs) -> Result<()> {
         return crate::audit_recipe::run(recipe, &args.out);
     }
     let cfg = config(&args.actions)?;
+    for input in &args.inputs {
+        let same = |p: &std::path::Path| std::fs::canonicalize(p).ok() == std::fs::canonicalize(input).ok();
+        if same(&args.out.join("audit.json")) || same(&args.out.join("quarantine.jsonl")) {
+            return Err(AuditError::Input {
+                path: input.clone(),
+                reason: "is where the audit would write its output; choose another --out".into(),
+            }
+            .into());
+        }
+    }
     let format = args.format.as_deref().map(data_format).transpose()?;
     let opts = AuditOptions { load: LoadOptions { format, ..Default::default() }, ..Default::default() };
     let start = Instant::now();
@@ -109,6 +119,9 @@ pub fn run(args: AuditArgs) -> Result<()> {
     out!("wrote {} and {} ({quarantined} row{plural})", audit_json.display(), quarantine.display());
     if let Some(first) = report.failed() {
         bail!("audit failed: {first}");
+    }
+    if report.kept_rows() == 0 {
+        bail!("no usable rows: training on these files would stop with an empty data set");
     }
     Ok(())
 }

@@ -73,7 +73,10 @@ pub fn run_cmd(args: TrainArgs) -> Result<()> {
             if !config.is_file() {
                 return Err(fail("no run here (config.toml is missing)").into());
             }
-            Recipe::load(&config, &[])?
+            let mut recipe = Recipe::load(&config, &[])?;
+            // The folder given is the run, wherever it was moved or copied to.
+            recipe.output.dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            recipe
         }
         (None, Some(path)) => Recipe::load(path, &args.overrides)?,
         (None, None) => anyhow::bail!("give a recipe, or --resume OUT"),
@@ -98,7 +101,8 @@ pub fn run_cmd(args: TrainArgs) -> Result<()> {
     }
     // The report also shows a run that stopped on an error (a diverged loss, a bad row...).
     let out = &recipe.output.dir;
-    if out.join("metrics.jsonl").exists() {
+    let refused = matches!(&result, Err(RunError::OutputExists(_) | RunError::Resume { .. }));
+    if out.join("metrics.jsonl").exists() && !refused {
         match tuneguard_report::write_run_report(out) {
             Ok(p) => eprintln!("report: {}", p.display()),
             Err(e) => eprintln!("warning: no report: {e}"),

@@ -94,9 +94,34 @@ fn resume_after_sigkill_reproduces_the_uninterrupted_run() {
     std::fs::write(broken.join("state.json"), "{}").unwrap();
     std::fs::write(broken.join("tensors.safetensors"), [0u8; 8]).unwrap();
 
+    // Copies of the killed run: one with an edited recipe, one with metrics.jsonl cut short.
+    // Each resume must refuse rather than continue differently.
+    let copy = |name: &str| {
+        let dst = b.path().join(name);
+        let ok = Command::new("cp").arg("-r").arg(&run_b).arg(&dst).status().unwrap().success();
+        assert!(ok);
+        dst
+    };
+    let edited = copy("edited");
+    let config = std::fs::read_to_string(edited.join("config.toml")).unwrap();
+    assert!(config.contains("lr = 0.001"), "{config}");
+    std::fs::write(edited.join("config.toml"), config.replace("lr = 0.001", "lr = 0.002")).unwrap();
+    let cut = copy("cut");
+    std::fs::write(cut.join("metrics.jsonl"), "").unwrap();
+    for (dir, needle) in [(&edited, "config.toml differs"), (&cut, "fewer than")] {
+        let out = tuneguard(&["train", "--resume", dir.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    // The run resumes where it is now, even after a move (config.toml holds the old path).
+    let moved = b.path().join("moved");
+    std::fs::rename(&run_b, &moved).unwrap();
+    let run_b = moved;
     let out = tuneguard(&["train", "--resume", run_b.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
+    assert!(!b.path().join("run").exists(), "nothing is written to the old location");
     assert!(err.contains("resuming from the checkpoint of step"), "{err}");
     let resumed_from = summary(&run_b)["resumed_from_step"].as_u64().unwrap();
     assert!((2..8).contains(&resumed_from), "resumed from {resumed_from}");

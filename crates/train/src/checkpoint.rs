@@ -9,6 +9,13 @@ use crate::error::{Result, TrainError};
 pub const DIR: &str = "checkpoints";
 const TENSORS: &str = "tensors.safetensors";
 const STATE: &str = "state.json";
+/// sha256 of `tensors.safetensors`, checked when a checkpoint is read (bit rot, edits).
+const CHECKSUM: &str = "tensors.sha256";
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Trainable tensors and their AdamW moments, in the optimizer's order.
 pub struct Tensors {
@@ -59,6 +66,9 @@ pub fn save(
     tuneguard_model::save::write_dir_atomically(&staged, |tmp| {
         let tensors = names.iter().zip(data).map(|((n, s), d)| (n.as_str(), s.as_slice(), d));
         tuneguard_model::save::write_f32_safetensors(&tmp.join(TENSORS), tensors, None)?;
+        let written = std::fs::read(tmp.join(TENSORS)).map_err(|e| tuneguard_model::ModelError::io(tmp, e))?;
+        std::fs::write(tmp.join(CHECKSUM), sha256_hex(&written))
+            .map_err(|e| tuneguard_model::ModelError::io(tmp, e))?;
         std::fs::write(tmp.join(STATE), state_json).map_err(|e| tuneguard_model::ModelError::io(tmp, e))?;
         extra(tmp)
     })
@@ -88,6 +98,11 @@ pub fn read_state(dir: &Path) -> Result<String> {
 pub fn read_tensors(dir: &Path) -> Result<Tensors> {
     let p = dir.join(TENSORS);
     let bytes = std::fs::read(&p).map_err(|e| err(&p, e))?;
+    let sum_path = dir.join(CHECKSUM);
+    let want = std::fs::read_to_string(&sum_path).map_err(|e| err(&sum_path, e))?;
+    if want.trim() != sha256_hex(&bytes) {
+        return Err(err(&p, "sha256 differs from tensors.sha256 (the file was changed or damaged)"));
+    }
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(&p, e))?;
     let get = |name: String| -> Result<Vec<f32>> {
         let t = st.tensor(&name).map_err(|e| err(&p, format!("{name}: {e}")))?;
@@ -193,6 +208,12 @@ mod tests {
         let broken = path(tmp.path(), 8);
         std::fs::create_dir_all(&broken).expect("mkdir");
         std::fs::write(broken.join(TENSORS), [0u8; 16]).expect("write");
+        // A complete checkpoint whose tensors changed afterwards (one flipped bit).
+        let flipped = save_simple(tmp.path(), 10, 5.0);
+        let mut bytes = std::fs::read(flipped.join(TENSORS)).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(flipped.join(TENSORS), bytes).expect("write");
         let (step, dir) = latest_valid(tmp.path()).expect("a valid checkpoint");
         assert_eq!(step, 2);
         assert_eq!(read_tensors(&dir).expect("read").params, vec![vec![1.0; 3]]);

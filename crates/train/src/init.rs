@@ -30,6 +30,13 @@ pub fn init_lora(model: &mut Llama, r: usize, alpha: f32, targets: &[String], se
                 lin.lora = None;
                 continue;
             }
+            let full_rank = lin.in_features.min(lin.out_features);
+            if r > full_rank {
+                return bad(
+                    "lora.r",
+                    format!("{r} exceeds the rank of {name} ({} × {}), {full_rank}", lin.out_features, lin.in_features),
+                );
+            }
             let bound = 1.0 / (lin.in_features as f32).sqrt();
             let a = (0..r * lin.in_features).map(|_| rng.random_range(-bound..bound)).collect();
             let b = vec![0.0; lin.out_features * r];

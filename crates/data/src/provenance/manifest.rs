@@ -59,6 +59,16 @@ pub fn lock(sources: &[PathBuf], manifest_path: &Path) -> Result<Manifest> {
     if sources.is_empty() {
         return Err(ProvenanceError::NoSources { manifest: manifest_path.to_path_buf() });
     }
+    for src in sources {
+        let same =
+            std::fs::canonicalize(src).ok().is_some_and(|a| std::fs::canonicalize(manifest_path).ok() == Some(a));
+        if same {
+            return Err(ProvenanceError::Malformed {
+                path: manifest_path.to_path_buf(),
+                reason: "the manifest path is one of the data files; writing it would replace that file".into(),
+            });
+        }
+    }
     let dir = manifest_dir(manifest_path)?;
     let mut entries: Vec<SourceEntry> = Vec::with_capacity(sources.len());
     for src in sources {

@@ -210,6 +210,16 @@ impl Recipe {
         if let Err(e) = self.audit.checks.resolve() {
             return Err(RecipeError::Invalid { key: "audit.checks".into(), reason: e.to_string() });
         }
+        if self.augment.system_prompt_copies > 64 {
+            return bad(
+                "augment.system_prompt_copies",
+                format!("{} copies of every example is too many (at most 64)", self.augment.system_prompt_copies),
+            );
+        }
+        let df = self.train.divergence_factor;
+        if df.is_nan() || df < 0.0 {
+            return bad("train.divergence_factor", format!("must be >= 0 (0 = off), got {df}"));
+        }
         if self.augment.system_prompts.iter().any(|p| p.trim().is_empty()) {
             return bad("augment.system_prompts", "an empty system prompt is not a variation".into());
         }
@@ -248,6 +258,16 @@ impl Recipe {
         }
         r.data.trusted_keys.iter_mut().for_each(abs);
         r
+    }
+
+    /// sha256 of everything that decides the training result (the resolved recipe without its
+    /// output folder): a resumed run must match the checkpoint's.
+    pub fn training_fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut r = self.absolutized();
+        r.output.dir = PathBuf::new();
+        r.train.keep_checkpoints = 0;
+        Sha256::digest(r.to_toml().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Full fine-tuning rather than LoRA.
@@ -350,6 +370,14 @@ mod tests {
             ("optim.lr=-1", "optim.lr"),
             ("lora.r=0", "lora.r"),
             ("optim.schedule=\"exp\"", "optim.schedule"),
+            ("augment.system_prompt_copies=1000", "augment.system_prompt_copies"),
+            ("train.divergence_factor=nan", "train.divergence_factor"),
+            ("data.val_size=1.5", "data.val_size"),
+            ("early_stopping.metric=\"bleu\"", "early_stopping.metric"),
+            ("early_stopping.patience=0", "early_stopping.patience"),
+            ("optim.l1=-1", "optim.l1"),
+            ("train.neftune_noise_alpha=-1", "train.neftune_noise_alpha"),
+            ("audit.lint=\"maybe\"", "audit.lint"),
         ] {
             let e = Recipe::load(&p, &[o.into()]).expect_err(o).to_string();
             assert!(e.contains(key), "{o}: {e}");

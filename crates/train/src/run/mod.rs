@@ -217,6 +217,7 @@ fn execute(recipe: &Recipe, model_path: &Path, resuming: bool, progress: &mut dy
             OverfitAlarm::new(t.overfit_alarm_evals, recipe.minimize_metric()),
             fingerprint,
         );
+        st.recipe_fingerprint = recipe.training_fingerprint();
         if !prepared.val.is_empty() {
             let base = evaluate(&loaded.model, &prepared.val)?;
             let line = serde_json::to_string(&EvalRecord::new(0, &base, None)).unwrap_or_default();
@@ -256,6 +257,11 @@ fn restore(ctx: &LoopCtx, model: &mut Llama, opt: &mut AdamW, fingerprint: &str,
     if st.data_fingerprint != fingerprint {
         return Err(fail("the training or validation data (or its tokenization) changed since the checkpoint".into()));
     }
+    if st.recipe_fingerprint != ctx.recipe.training_fingerprint() {
+        return Err(fail(
+            "config.toml differs from the recipe the run was started with; start a new run instead".into(),
+        ));
+    }
     if st.total_steps != total {
         return Err(fail(format!("the run plans {total} steps but the checkpoint planned {}", st.total_steps)));
     }
@@ -263,6 +269,14 @@ fn restore(ctx: &LoopCtx, model: &mut Llama, opt: &mut AdamW, fingerprint: &str,
     opt.restore(st.optimizer_step, checkpoint::read_tensors(&dir)?.moments);
     let metrics = ctx.out.join("metrics.jsonl");
     let f = std::fs::OpenOptions::new().write(true).open(&metrics).map_err(io(&metrics))?;
+    let len = f.metadata().map_err(io(&metrics))?.len();
+    if len < st.metrics_bytes {
+        return Err(fail(format!(
+            "{} has {len} bytes, fewer than the {} the checkpoint recorded (it was cut or edited)",
+            metrics.display(),
+            st.metrics_bytes
+        )));
+    }
     f.set_len(st.metrics_bytes).map_err(io(&metrics))?;
     Ok(st)
 }

@@ -109,11 +109,10 @@ fn split(recipe: &Recipe, data: LoadedData, progress: &mut dyn Progress) -> Resu
     let n = rows.len();
     let size = match recipe.data.val_size {
         ValSizeSpec::Count(0) => return Ok((rows, Vec::new(), "none".into())),
-        ValSizeSpec::Count(k) if k >= n => {
+        ValSizeSpec::Count(asked) if asked >= n => {
             let k = n.saturating_sub(1);
             progress.message(&format!(
-                "warning: data.val_size {} leaves no training data; holding out {k} of {n} examples",
-                n.max(k + 1)
+                "warning: data.val_size {asked} leaves no training data; holding out {k} of {n} examples"
             ));
             if k == 0 {
                 return Ok((rows, Vec::new(), "none".into()));
@@ -127,6 +126,12 @@ fn split(recipe: &Recipe, data: LoadedData, progress: &mut dyn Progress) -> Resu
         None => None,
         Some(field) => {
             let values = read_field_values(&data.path, field)?;
+            if values.is_empty() {
+                return Err(RunError::Split(format!(
+                    "data.stratify_by: no record of {} has a `{field}` field",
+                    data.path.display()
+                )));
+            }
             Some(data.lines.iter().map(|l| values.get(l).cloned()).collect::<Vec<_>>())
         }
     };

@@ -54,6 +54,9 @@ pub struct LoopState {
     pub data_fingerprint: String,
     /// Validation metrics of the model before training.
     pub base_eval: Option<crate::eval::EvalMetrics>,
+    /// [`Recipe::training_fingerprint`] of the run (a resume refuses an edited recipe).
+    #[serde(default)]
+    pub recipe_fingerprint: String,
 }
 
 impl LoopState {
@@ -78,6 +81,7 @@ impl LoopState {
             optimizer_step: 0,
             data_fingerprint,
             base_eval: None,
+            recipe_fingerprint: String::new(),
         }
     }
 
