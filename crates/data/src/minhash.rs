@@ -244,7 +244,7 @@ fn combine(seed: u64, words: &[u64]) -> u64 {
 }
 
 /// MurmurHash3's 64-bit finalizer (A. Appleby): a bijection with full avalanche.
-fn fmix64(mut k: u64) -> u64 {
+pub fn fmix64(mut k: u64) -> u64 {
     k ^= k >> 33;
     k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
     k ^= k >> 33;

@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use tuneguard_data::minhash::fmix64;
 use tuneguard_data::optimal_bands_rows;
 
 /// Ids kept per bucket.
@@ -96,14 +97,6 @@ fn band_key(sig: &[u32], band: usize, rows: usize) -> Option<u32> {
         h = fmix64(h.wrapping_mul(0xff51_afd7_ed55_8ccd) ^ u64::from(v));
     }
     Some((h >> 32) as u32)
-}
-
-fn fmix64(mut k: u64) -> u64 {
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    k ^ (k >> 33)
 }
 
 /// Identity hasher: the keys are already mixed.
