@@ -96,13 +96,7 @@ struct RejectedLine<'a> {
 /// # Errors
 /// `Io` naming `path` when the folder is not writable.
 pub fn write_rejected(path: &Path, rejected: &[Rejected]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| DataError::io(dir, e))?;
-    {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+    let fill = |w: &mut dyn Write| {
         for r in rejected {
             let line = RejectedLine {
                 file: r.path.display().to_string(),
@@ -111,20 +105,12 @@ pub fn write_rejected(path: &Path, rejected: &[Rejected]) -> Result<()> {
                 reason: &r.reason,
                 raw: &r.raw,
             };
-            serde_json::to_writer(&mut w, &line).map_err(|e| DataError::io(path, e.into()))?;
+            serde_json::to_writer(&mut *w, &line).map_err(|e| DataError::io(path, e.into()))?;
             w.write_all(b"\n").map_err(|e| DataError::io(path, e))?;
         }
-        w.flush().map_err(|e| DataError::io(path, e))?;
-    }
-    tmp.as_file().sync_all().map_err(|e| DataError::io(path, e))?;
-    // NamedTempFile is created owner-only; give the report the usual file mode.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| DataError::io(path, e))?;
-    }
-    tmp.persist(path).map_err(|e| DataError::io(path, e.error))?;
-    Ok(())
+        Ok(())
+    };
+    tuneguard_fs::write_atomically(path, 0o644, tuneguard_fs::Existing::Replace, fill, |p, e| DataError::io(p, e))
 }
 
 #[cfg(test)]

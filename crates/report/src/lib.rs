@@ -1,7 +1,6 @@
 //! HTML report of a training run: reads the run folder `tuneguard train` writes (`metrics.jsonl`,
 //! `summary.json`, `config.toml`, optional `audit.json`) and renders one self-contained page with
 //! the plots as inline SVG (plotters' SVG backend), no scripts, stylesheets or fonts fetched.
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 mod error;
@@ -63,20 +62,5 @@ pub fn write_loss_plot_svg(run_dir: &Path, out: &Path) -> Result<()> {
 
 /// Writes through a temporary file in the same folder and a rename, so readers never see half a file.
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let werr = |err| ReportError::Write { path: path.to_path_buf(), err };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
-    tmp.write_all(text.as_bytes()).map_err(werr)?;
-    tmp.as_file().sync_all().map_err(werr)?;
-    // NamedTempFile is created owner-only; a report is for everyone to read.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(werr)?;
-    }
-    tmp.persist(path).map_err(|e| werr(e.error))?;
-    Ok(())
+    tuneguard_fs::write_bytes(path, text.as_bytes(), |p, err| ReportError::Write { path: p.to_path_buf(), err })
 }

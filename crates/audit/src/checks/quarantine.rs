@@ -18,24 +18,10 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
 
 /// Writes `path` through `fill` into a temporary file that is renamed over `path` when complete.
 pub(crate) fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
-    {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-        fill(&mut w)?;
-        w.flush().map_err(io_err(path))?;
-    }
-    tmp.as_file().sync_all().map_err(io_err(path))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io_err(path))?;
-    }
-    tmp.persist(path).map_err(|e| AuditError::Io { path: path.to_path_buf(), err: e.error })?;
-    Ok(())
+    tuneguard_fs::write_atomically(path, 0o644, tuneguard_fs::Existing::Replace, fill, |p, err| AuditError::Io {
+        path: p.to_path_buf(),
+        err,
+    })
 }
 
 #[derive(Serialize)]

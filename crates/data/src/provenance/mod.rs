@@ -17,7 +17,6 @@
 pub mod manifest;
 pub mod signature;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use manifest::{digest_file, lock, read_manifest, FileDigest, Manifest, SourceEntry, MANIFEST_VERSION};
@@ -144,29 +143,17 @@ fn check_entry(base: &Path, manifest_path: &Path, e: &SourceEntry) -> Result<()>
 /// Writes `bytes` to `path` atomically (a temporary file in the same folder renamed over it),
 /// with Unix permissions `mode`; with `no_clobber`, an existing `path` is an error.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32, no_clobber: bool) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io_err(dir, e))?;
-    tmp.write_all(bytes).and_then(|()| tmp.as_file().sync_all()).map_err(|e| io_err(path, e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let perms = std::fs::Permissions::from_mode(mode);
-        tmp.as_file().set_permissions(perms).map_err(|e| io_err(path, e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    if no_clobber {
-        tmp.persist_noclobber(path).map_err(|e| match e.error.kind() {
-            std::io::ErrorKind::AlreadyExists => ProvenanceError::KeyExists { path: path.to_path_buf() },
-            _ => io_err(path, e.error),
-        })?;
-    } else {
-        tmp.persist(path).map_err(|e| io_err(path, e.error))?;
-    }
-    Ok(())
+    let existing = if no_clobber { tuneguard_fs::Existing::Refuse } else { tuneguard_fs::Existing::Replace };
+    tuneguard_fs::write_atomically(
+        path,
+        mode,
+        existing,
+        |w| w.write_all(bytes).map_err(|e| io_err(path, e)),
+        |p, e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists if no_clobber => ProvenanceError::KeyExists { path: p.to_path_buf() },
+            _ => io_err(p, e),
+        },
+    )
 }
 
 #[cfg(test)]

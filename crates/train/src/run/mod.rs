@@ -43,9 +43,7 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
 
 /// Writes `text` to `path` through a temporary file and a rename.
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    tuneguard_fs::write_bytes(path, text.as_bytes(), |p, err| RunError::Io { path: p.to_path_buf(), err })
 }
 
 /// Outputs that mark a started run, and files a new run replaces.
