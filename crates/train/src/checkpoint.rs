@@ -47,38 +47,33 @@ pub fn save(
     extra: impl FnOnce(&Path) -> tuneguard_model::Result<()>,
 ) -> Result<PathBuf> {
     let out = path(run_dir, step);
-    let parent = run_dir.join(DIR);
-    std::fs::create_dir_all(&parent).map_err(|e| err(&parent, e))?;
-    let staged = parent.join(format!(".step-{step:06}.new"));
-    let _ = std::fs::remove_dir_all(&staged);
-    let names: Vec<(String, [usize; 1])> = (0..params.len())
-        .flat_map(|i| [format!("param.{i}"), format!("adam_m.{i}"), format!("adam_v.{i}")])
-        .zip(params.iter().flat_map(|p| [[p.len()]; 3]))
-        .collect();
-    let data = params.iter().enumerate().flat_map(|(i, p)| {
-        let (m, v) = moments.get(i).map_or((&[][..], &[][..]), |(m, v)| (m.as_slice(), v.as_slice()));
-        [*p, m, v]
-    });
     // The optimizer's moments are empty before its first step; checkpoints come after steps.
     if moments.len() != params.len() {
         return Err(err(&out, format!("{} moments for {} tensors", moments.len(), params.len())));
     }
-    tuneguard_model::save::write_dir_atomically(&staged, |tmp| {
-        let tensors = names.iter().zip(data).map(|((n, s), d)| (n.as_str(), s.as_slice(), d));
-        tuneguard_model::save::write_f32_safetensors(&tmp.join(TENSORS), tensors, None)?;
-        let written = std::fs::read(tmp.join(TENSORS)).map_err(|e| tuneguard_model::ModelError::io(tmp, e))?;
-        std::fs::write(tmp.join(CHECKSUM), sha256_hex(&written))
-            .map_err(|e| tuneguard_model::ModelError::io(tmp, e))?;
-        std::fs::write(tmp.join(STATE), state_json).map_err(|e| tuneguard_model::ModelError::io(tmp, e))?;
-        extra(tmp)
-    })
-    .map_err(|e| err(&out, e))?;
-    // `staged` is complete; swap it in. Between the two renames only `staged` exists, which
-    // `latest` does not trust, and the older checkpoints stay valid.
+    let parent = run_dir.join(DIR);
+    std::fs::create_dir_all(&parent).map_err(|e| err(&parent, e))?;
+    let mut tensors: Vec<(String, [usize; 1], &[f32])> = Vec::with_capacity(3 * params.len());
+    for (i, (p, (m, v))) in params.iter().zip(moments).enumerate() {
+        tensors.push((format!("param.{i}"), [p.len()], p));
+        tensors.push((format!("adam_m.{i}"), [m.len()], m));
+        tensors.push((format!("adam_v.{i}"), [v.len()], v));
+    }
+    // A folder of this step exists only when a resume went back past it (it was unreadable or
+    // newer than the checkpoint resumed from): the older checkpoints stay valid meanwhile.
     if out.exists() {
         std::fs::remove_dir_all(&out).map_err(|e| err(&out, e))?;
     }
-    std::fs::rename(&staged, &out).map_err(|e| err(&out, e))?;
+    tuneguard_model::save::write_dir_atomically(&out, |tmp| {
+        let views = tensors.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), *d));
+        tuneguard_model::save::write_f32_safetensors(&tmp.join(TENSORS), views, None)?;
+        let io = |e| tuneguard_model::ModelError::io(tmp, e);
+        let written = std::fs::read(tmp.join(TENSORS)).map_err(io)?;
+        std::fs::write(tmp.join(CHECKSUM), sha256_hex(&written)).map_err(io)?;
+        std::fs::write(tmp.join(STATE), state_json).map_err(io)?;
+        extra(tmp)
+    })
+    .map_err(|e| err(&out, e))?;
     Ok(out)
 }
 

@@ -4,7 +4,7 @@
 //! `model/`, `summary.json`, `report.html`). [`resume`] continues a run from its last checkpoint.
 use std::path::Path;
 
-use tuneguard_data::tokenize::{ChatTokenizer, TokenizedExample};
+use tuneguard_data::tokenize::ChatTokenizer;
 use tuneguard_model::llama::Llama;
 use tuneguard_model::LoadedModel;
 
@@ -23,19 +23,12 @@ mod rows;
 mod train_loop;
 mod types;
 
-pub use prepare::{prepare as prepare_data, DataSummary, LeakReport, PrepareCtx, Prepared};
+use prepare::PrepareCtx;
+pub use prepare::{DataSummary, LeakReport, Prepared};
 pub use train_loop::LoopState;
 pub use types::*;
 
 use train_loop::{train_loop, LoopCtx};
-
-/// Mean negative log-likelihood per supervised token over `examples` (no gradients).
-///
-/// # Errors
-/// Model errors from the forward pass.
-pub fn eval_loss(model: &Llama, examples: &[TokenizedExample]) -> Result<f64> {
-    Ok(evaluate(model, examples)?.loss)
-}
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
     move |err| RunError::Io { path: path.to_path_buf(), err }
@@ -90,7 +83,7 @@ pub fn resume(recipe: &Recipe, model_path: &Path, progress: &mut dyn Progress) -
 }
 
 /// What early stopping tracks, from the recipe.
-fn tracker(recipe: &Recipe) -> (EarlyStopping, bool, bool) {
+fn tracker(recipe: &Recipe) -> (EarlyStopping, bool) {
     let es = &recipe.early_stopping;
     let has_val =
         !matches!(recipe.data.val_size, crate::recipe::ValSizeSpec::Count(0)) || recipe.data.val_file.is_some();
@@ -98,7 +91,7 @@ fn tracker(recipe: &Recipe) -> (EarlyStopping, bool, bool) {
     let direction = if recipe.minimize_metric() { Direction::Minimize } else { Direction::Maximize };
     // Without early stopping the tracker only remembers the best evaluation.
     let patience = if enabled { es.patience } else { usize::MAX };
-    (EarlyStopping::new(EarlyStoppingConfig { direction, patience, min_delta: es.min_delta }), enabled, has_val)
+    (EarlyStopping::new(EarlyStoppingConfig { direction, patience, min_delta: es.min_delta }), enabled)
 }
 
 /// Loads the model (with LoRA weights initialized, or readied for full fine-tuning); returns it
@@ -151,7 +144,7 @@ fn execute(recipe: &Recipe, model_path: &Path, resuming: bool, progress: &mut dy
     prepare::authenticate(recipe, progress)?;
     let (mut loaded, trainable) = load_model(recipe, model_path, progress)?;
     let t = &recipe.train;
-    let prepared = prepare_for(recipe, &loaded, out, false, progress)?;
+    let mut prepared = prepare_for(recipe, &loaded, out, false, progress)?;
     let s = &prepared.summary;
     let val_dropped = s.val_tokenize.dropped_too_long + s.val_tokenize.dropped_no_supervised;
     progress.message(&format!(
@@ -165,7 +158,7 @@ fn execute(recipe: &Recipe, model_path: &Path, resuming: bool, progress: &mut dy
         s.augmented
     ));
     let fingerprint = prepared.fingerprint();
-    let rows = rows::training_rows(prepared.train.clone(), recipe.data.packing, recipe.data.max_len)?;
+    let rows = rows::training_rows(std::mem::take(&mut prepared.train), recipe.data.packing, recipe.data.max_len)?;
     let mut per_step = t.batch_size * t.grad_accum;
     if per_step > rows.len() {
         progress.message(&format!(
@@ -180,7 +173,7 @@ fn execute(recipe: &Recipe, model_path: &Path, resuming: bool, progress: &mut dy
     let o = &recipe.optim;
     let mut opt =
         AdamW::new(AdamWConfig { lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weight_decay: o.weight_decay })?;
-    let (tracker, early_stopping, _) = tracker(recipe);
+    let (tracker, early_stopping) = tracker(recipe);
     if early_stopping && prepared.val.is_empty() {
         progress.message(
             "warning: early stopping is on but there is no validation data; set data.val_size or data.val_file",

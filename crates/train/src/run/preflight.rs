@@ -1,6 +1,6 @@
 //! The data guard before training: the row checks of `tuneguard audit` (quarantining, warning or
 //! failing per the recipe's `[audit]` section) and the pre-flight lint of silent bugs.
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use tuneguard_audit::checks::{self, Action, AuditOptions};
@@ -15,8 +15,8 @@ use crate::recipe::Recipe;
 
 /// What the audit removed and found.
 pub struct AuditOutcome {
-    /// (file, line) of every row the checks quarantined.
-    pub quarantined: HashSet<(PathBuf, usize)>,
+    /// Lines of every row the checks quarantined, per file.
+    pub quarantined: HashMap<PathBuf, HashSet<usize>>,
     pub warned: usize,
     /// Rows found per check id (only checks that found something).
     pub found: Vec<(String, usize, String)>,
@@ -59,12 +59,10 @@ pub fn audit(
             out.join("audit.json").display()
         )));
     }
-    let quarantined = report
-        .findings
-        .iter()
-        .filter(|f| f.action == Action::Quarantine || f.check.is_schema())
-        .map(|f| (report.files[f.row.file].clone(), f.row.line))
-        .collect();
+    let mut quarantined: HashMap<PathBuf, HashSet<usize>> = HashMap::new();
+    for f in report.findings.iter().filter(|f| f.action == Action::Quarantine || f.check.is_schema()) {
+        quarantined.entry(report.files[f.row.file].clone()).or_default().insert(f.row.line);
+    }
     Ok(AuditOutcome { quarantined, warned: report.rows.warned, found })
 }
 

@@ -1,5 +1,8 @@
 //! Data preparation for a run: load, split train/validation (or read a validation file), remove
 //! validation examples that leak from training, augment the training examples, tokenize.
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tuneguard_data::leakage::{example_text, find_leaks, LeakKind, LeakageOptions};
@@ -100,22 +103,47 @@ fn load(recipe: &Recipe, path: &std::path::Path) -> Result<LoadedData> {
     Ok(load_file(path, &opts)?)
 }
 
-/// (train, val) examples with their `file:line`, by the recipe's split rule.
-type Rows = Vec<(Example, String)>;
+/// Examples with the `file:line` each came from.
+#[derive(Default)]
+struct Rows {
+    examples: Vec<Example>,
+    at: Vec<String>,
+}
 
+impl Rows {
+    fn of(data: LoadedData) -> Rows {
+        let file = data.path.display().to_string();
+        Rows { at: data.lines.iter().map(|l| format!("{file}:{l}")).collect(), examples: data.examples }
+    }
+
+    fn push(&mut self, example: Example, at: String) {
+        self.examples.push(example);
+        self.at.push(at);
+    }
+
+    /// Keeps the rows whose index `keep` accepts.
+    fn retain_index(&mut self, keep: impl Fn(usize) -> bool) {
+        let rows = std::mem::take(self);
+        for (i, (e, a)) in rows.examples.into_iter().zip(rows.at).enumerate() {
+            if keep(i) {
+                self.push(e, a);
+            }
+        }
+    }
+}
+
+/// (train, val, source) by the recipe's split rule.
 fn split(recipe: &Recipe, data: LoadedData, progress: &mut dyn Progress) -> Result<(Rows, Rows, String)> {
-    let file = data.path.display().to_string();
-    let rows: Rows = data.examples.into_iter().zip(&data.lines).map(|(e, l)| (e, format!("{file}:{l}"))).collect();
-    let n = rows.len();
+    let n = data.examples.len();
     let size = match recipe.data.val_size {
-        ValSizeSpec::Count(0) => return Ok((rows, Vec::new(), "none".into())),
+        ValSizeSpec::Count(0) => return Ok((Rows::of(data), Rows::default(), "none".into())),
         ValSizeSpec::Count(asked) if asked >= n => {
             let k = n.saturating_sub(1);
             progress.message(&format!(
                 "warning: data.val_size {asked} leaves no training data; holding out {k} of {n} examples"
             ));
             if k == 0 {
-                return Ok((rows, Vec::new(), "none".into()));
+                return Ok((Rows::of(data), Rows::default(), "none".into()));
             }
             ValSize::Count(k)
         }
@@ -135,12 +163,20 @@ fn split(recipe: &Recipe, data: LoadedData, progress: &mut dyn Progress) -> Resu
             Some(data.lines.iter().map(|l| values.get(l).cloned()).collect::<Vec<_>>())
         }
     };
-    let (ti, vi) =
+    let (_, vi) =
         split_indices(n, size, recipe.train.seed, strata.as_deref()).map_err(|e| RunError::Split(e.to_string()))?;
-    let mut slots: Vec<Option<(Example, String)>> = rows.into_iter().map(Some).collect();
-    let mut take = |idx: Vec<usize>| idx.into_iter().filter_map(|i| slots[i].take()).collect::<Rows>();
-    let val = take(vi);
-    Ok((take(ti), val, "split".into()))
+    let mut is_val = vec![false; n];
+    vi.iter().for_each(|&i| is_val[i] = true);
+    let (mut train, mut val) = (Rows::default(), Rows::default());
+    let all = Rows::of(data);
+    for (i, (e, a)) in all.examples.into_iter().zip(all.at).enumerate() {
+        if is_val[i] {
+            val.push(e, a);
+        } else {
+            train.push(e, a);
+        }
+    }
+    Ok((train, val, "split".into()))
 }
 
 fn report_rejected(rejected: &[Rejected], path: &std::path::Path, progress: &mut dyn Progress) {
@@ -153,16 +189,12 @@ fn report_rejected(rejected: &[Rejected], path: &std::path::Path, progress: &mut
 }
 
 /// Drops the examples the audit quarantined.
-fn drop_quarantined(data: &mut LoadedData, q: &std::collections::HashSet<(std::path::PathBuf, usize)>) {
-    if q.is_empty() {
-        return;
-    }
-    let path = data.path.clone();
-    let keep: Vec<bool> = data.lines.iter().map(|&l| !q.contains(&(path.clone(), l))).collect();
+fn drop_quarantined(data: &mut LoadedData, q: &HashMap<PathBuf, HashSet<usize>>) {
+    let Some(lines) = q.get(&data.path) else { return };
+    let keep: Vec<bool> = data.lines.iter().map(|l| !lines.contains(l)).collect();
     let mut it = keep.iter();
     data.examples.retain(|_| *it.next().unwrap_or(&true));
-    let mut it = keep.iter();
-    data.lines.retain(|_| *it.next().unwrap_or(&true));
+    data.lines.retain(|l| !lines.contains(l));
 }
 
 /// Loads and audits the data, splits it, checks leakage, augments, lints and tokenizes it.
@@ -195,26 +227,23 @@ pub fn prepare(recipe: &Recipe, cx: &PrepareCtx, progress: &mut dyn Progress) ->
         if let Some(v) = val_data.as_mut() {
             drop_quarantined(v, &outcome.quarantined);
         }
-        summary.quarantined = outcome.quarantined.len();
+        summary.quarantined = outcome.quarantined.values().map(HashSet::len).sum();
         summary.audit_warned = outcome.warned;
         summary.audit_findings = outcome.found;
     }
     let (train, mut val, source) = match val_data {
         Some(v) => {
             let file = v.path.display().to_string();
-            let val = v.examples.into_iter().zip(&v.lines).map(|(e, l)| (e, format!("{file}:{l}"))).collect();
-            let f = data.path.display().to_string();
-            let train = data.examples.into_iter().zip(&data.lines).map(|(e, l)| (e, format!("{f}:{l}"))).collect();
-            (train, val, file)
+            (Rows::of(data), Rows::of(v), file)
         }
         None => split(recipe, data, progress)?,
     };
     summary.rejected = rejected.len();
     summary.val_source = source;
-    if recipe.data.leakage_check && !val.is_empty() {
+    if recipe.data.leakage_check && !val.examples.is_empty() {
         remove_leaks(recipe, &train, &mut val, &mut summary, progress);
     }
-    let mut train_ex: Vec<Example> = train.into_iter().map(|(e, _)| e).collect();
+    let mut train_ex = train.examples;
     let limit = recipe.data.max_train_examples;
     if limit > 0 && train_ex.len() > limit {
         summary.unused = train_ex.len() - limit;
@@ -241,7 +270,7 @@ pub fn prepare(recipe: &Recipe, cx: &PrepareCtx, progress: &mut dyn Progress) ->
         ));
         train_ex.extend(copies.into_iter().map(|(_, e)| e));
     }
-    let val_ex: Vec<Example> = val.into_iter().map(|(e, _)| e).collect();
+    let val_ex = val.examples;
     let topts = TokenizeOptions { max_len: recipe.data.max_len, overflow: recipe.data.overflow };
     let lint_data = super::preflight::LintData { train: &train_ex, val: &val_ex, tokenize: topts };
     let lints = super::preflight::run_lint(recipe, cx.loaded, cx.data_template, &lint_data, progress)?;
@@ -283,9 +312,7 @@ fn remove_leaks(recipe: &Recipe, train: &Rows, val: &mut Rows, s: &mut DataSumma
         seed: recipe.train.seed,
         ..Default::default()
     };
-    let t: Vec<Example> = train.iter().map(|(e, _)| e.clone()).collect();
-    let v: Vec<Example> = val.iter().map(|(e, _)| e.clone()).collect();
-    let leaks = find_leaks(&t, &v, &opts);
+    let leaks = find_leaks(&train.examples, &val.examples, &opts);
     if leaks.is_empty() {
         return;
     }
@@ -295,12 +322,12 @@ fn remove_leaks(recipe: &Recipe, train: &Rows, val: &mut Rows, s: &mut DataSumma
             LeakKind::Near => s.leaked_near += 1,
         }
         if s.leaks.len() < 20 {
-            let text: String = example_text(&v[l.val_index]).chars().take(160).collect();
+            let text: String = example_text(&val.examples[l.val_index]).chars().take(160).collect();
             s.leaks.push(LeakReport {
                 kind: format!("{:?}", l.kind).to_lowercase(),
                 jaccard: l.jaccard,
-                val_row: val[l.val_index].1.clone(),
-                train_row: train[l.train_index].1.clone(),
+                val_row: val.at[l.val_index].clone(),
+                train_row: train.at[l.train_index].clone(),
                 text,
             });
         }
@@ -315,10 +342,5 @@ fn remove_leaks(recipe: &Recipe, train: &Rows, val: &mut Rows, s: &mut DataSumma
         progress.message(&format!("  {} ({}, Jaccard {:.2}) repeats {}", r.val_row, r.kind, r.jaccard, r.train_row));
     }
     let drop: std::collections::HashSet<usize> = leaks.iter().map(|l| l.val_index).collect();
-    let mut i = 0;
-    val.retain(|_| {
-        let keep = !drop.contains(&i);
-        i += 1;
-        keep
-    });
+    val.retain_index(|i| !drop.contains(&i));
 }

@@ -45,7 +45,6 @@ pub struct LoopState {
     pub tracker: EarlyStopping,
     pub alarm: OverfitAlarm,
     pub alarms: Vec<Alarm>,
-    pub evals: Vec<EvalRecord>,
     pub stop_reason: Option<String>,
     /// Length of `metrics.jsonl` when the checkpoint was taken (a resume truncates it there).
     pub metrics_bytes: u64,
@@ -75,7 +74,6 @@ impl LoopState {
             tracker,
             alarm,
             alarms: Vec::new(),
-            evals: Vec::new(),
             stop_reason: None,
             metrics_bytes: 0,
             optimizer_step: 0,
@@ -258,6 +256,5 @@ fn evaluation(
         progress.message(&format!("early stopping at step {}: {reason}", st.step));
         st.stop_reason = Some(format!("early stopping: {reason}"));
     }
-    st.evals.push(rec);
     Ok(())
 }
