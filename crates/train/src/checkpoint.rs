@@ -131,15 +131,30 @@ pub fn list(run_dir: &Path) -> Vec<(u64, PathBuf)> {
     out
 }
 
-/// The newest checkpoint whose files read back completely.
-pub fn latest_valid(run_dir: &Path) -> Option<(u64, PathBuf)> {
-    list(run_dir).into_iter().rev().find(|(_, dir)| {
-        let ok = read_state(dir).is_ok() && read_tensors(dir).is_ok();
-        if !ok {
+/// A checkpoint read back completely.
+pub struct Loaded {
+    pub step: u64,
+    pub dir: PathBuf,
+    /// `state.json`.
+    pub state: String,
+    pub tensors: Tensors,
+}
+
+/// The newest checkpoint whose state and tensors read back (checksum included); a damaged
+/// newer one is skipped with a warning.
+pub fn load_latest(run_dir: &Path) -> Option<Loaded> {
+    list(run_dir).into_iter().rev().find_map(|(step, dir)| match (read_state(&dir), read_tensors(&dir)) {
+        (Ok(state), Ok(tensors)) => Some(Loaded { step, dir, state, tensors }),
+        _ => {
             tracing::warn!(path = %dir.display(), "skipping an unreadable checkpoint");
+            None
         }
-        ok
     })
+}
+
+/// (step, folder) of [`load_latest`].
+pub fn latest_valid(run_dir: &Path) -> Option<(u64, PathBuf)> {
+    load_latest(run_dir).map(|l| (l.step, l.dir))
 }
 
 /// Deletes checkpoints other than the newest `keep_last` and those in `keep` (the best), and

@@ -24,7 +24,9 @@ pub fn finish(
     if recipe.early_stopping.restore_best {
         if let Some((best_step, value)) = best {
             if best_step != st.step {
-                super::load_params(&mut loaded.model, recipe.is_full(), &checkpoint::path(out, best_step))?;
+                let dir = checkpoint::path(out, best_step);
+                let saved = checkpoint::read_tensors(&dir)?.params;
+                super::set_params(&mut loaded.model, recipe.is_full(), saved, &dir)?;
                 progress.message(&format!(
                     "restored the best weights: step {best_step} ({} {value:.4})",
                     recipe.early_stopping.metric

@@ -76,7 +76,7 @@ pub fn resume(recipe: &Recipe, model_path: &Path, progress: &mut dyn Progress) -
     if out.join("summary.json").exists() {
         return fail("the run has finished (summary.json exists)");
     }
-    if checkpoint::latest_valid(out).is_none() {
+    if checkpoint::list(out).is_empty() {
         return fail("it has no complete checkpoint (one is written at each evaluation); start it again");
     }
     execute(recipe, model_path, true, progress)
@@ -242,9 +242,10 @@ fn checkpoint_now(ctx: &LoopCtx, model: &Llama, opt: &AdamW, st: &LoopState) -> 
 /// to what that checkpoint had seen.
 fn restore(ctx: &LoopCtx, model: &mut Llama, opt: &mut AdamW, fingerprint: &str, total: u64) -> Result<LoopState> {
     let fail = |reason: String| RunError::Resume { dir: ctx.out.to_path_buf(), reason };
-    let (_, dir) = checkpoint::latest_valid(ctx.out).ok_or_else(|| fail("it has no complete checkpoint".into()))?;
-    let st: LoopState = serde_json::from_str(&checkpoint::read_state(&dir)?)
-        .map_err(|e| fail(format!("{}: {e}", dir.join("state.json").display())))?;
+    let saved = checkpoint::load_latest(ctx.out).ok_or_else(|| fail("it has no complete checkpoint".into()))?;
+    let dir = saved.dir;
+    let st: LoopState =
+        serde_json::from_str(&saved.state).map_err(|e| fail(format!("{}: {e}", dir.join("state.json").display())))?;
     if st.data_fingerprint != fingerprint {
         return Err(fail("the training or validation data (or its tokenization) changed since the checkpoint".into()));
     }
@@ -256,8 +257,8 @@ fn restore(ctx: &LoopCtx, model: &mut Llama, opt: &mut AdamW, fingerprint: &str,
     if st.total_steps != total {
         return Err(fail(format!("the run plans {total} steps but the checkpoint planned {}", st.total_steps)));
     }
-    load_params(model, ctx.recipe.is_full(), &dir).map_err(|e| fail(e.to_string()))?;
-    opt.restore(st.optimizer_step, checkpoint::read_tensors(&dir)?.moments);
+    set_params(model, ctx.recipe.is_full(), saved.tensors.params, &dir).map_err(|e| fail(e.to_string()))?;
+    opt.restore(st.optimizer_step, saved.tensors.moments);
     let metrics = ctx.out.join("metrics.jsonl");
     let f = std::fs::OpenOptions::new().write(true).open(&metrics).map_err(io(&metrics))?;
     let len = f.metadata().map_err(io(&metrics))?.len();
@@ -272,15 +273,14 @@ fn restore(ctx: &LoopCtx, model: &mut Llama, opt: &mut AdamW, fingerprint: &str,
     Ok(st)
 }
 
-/// Copies a checkpoint's trainable tensors into the model.
-fn load_params(model: &mut Llama, full: bool, dir: &Path) -> Result<()> {
-    let saved = checkpoint::read_tensors(dir)?;
+/// Puts a checkpoint's trainable tensors (read from `dir`) into the model.
+fn set_params(model: &mut Llama, full: bool, saved: Vec<Vec<f32>>, dir: &Path) -> Result<()> {
     let mut params = trainable_params(model, full);
     let bad = |reason: String| crate::TrainError::Checkpoint { path: dir.to_path_buf(), reason };
-    if params.len() != saved.params.len() {
-        return Err(bad(format!("{} tensors, the model trains {}", saved.params.len(), params.len())).into());
+    if params.len() != saved.len() {
+        return Err(bad(format!("{} tensors, the model trains {}", saved.len(), params.len())).into());
     }
-    for (i, (p, s)) in params.iter_mut().zip(saved.params).enumerate() {
+    for (i, (p, s)) in params.iter_mut().zip(saved).enumerate() {
         if p.len() != s.len() {
             return Err(bad(format!("tensor {i} has {} values, the model's has {}", s.len(), p.len())).into());
         }
