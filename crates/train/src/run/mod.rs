@@ -200,25 +200,33 @@ fn execute(recipe: &Recipe, model_path: &Path, resuming: bool, progress: &mut dy
         let from = st.step;
         (st, Some(from))
     } else {
-        let metrics = out.join("metrics.jsonl");
-        std::fs::write(&metrics, "").map_err(io(&metrics))?;
-        let mut st = LoopState::new(
-            total_steps,
-            tracker,
-            OverfitAlarm::new(t.overfit_alarm_evals, recipe.minimize_metric()),
-            fingerprint,
-        );
-        st.recipe_fingerprint = recipe.training_fingerprint();
-        if !prepared.val.is_empty() {
-            let base = evaluate(&loaded.model, &prepared.val)?;
-            let line = serde_json::to_string(&EvalRecord::new(0, &base, None)).unwrap_or_default();
-            std::fs::write(&metrics, line + "\n").map_err(io(&metrics))?;
-            st.base_eval = Some(base);
-        }
-        (st, None)
+        (fresh_state(&ctx, &loaded.model, tracker, fingerprint, total_steps)?, None)
     };
     let st = train_loop(&ctx, &mut loaded.model, &mut opt, state, progress)?;
     finish::finish(&ctx, &mut loaded, st, &prepared, trainable, resumed_from, progress)
+}
+
+/// The state of a run starting from step 0; `metrics.jsonl` starts with the base model's
+/// evaluation (step 0) when there is validation data.
+fn fresh_state(
+    ctx: &LoopCtx,
+    model: &Llama,
+    tracker: EarlyStopping,
+    data_fingerprint: String,
+    total_steps: u64,
+) -> Result<LoopState> {
+    let recipe = ctx.recipe;
+    let alarm = OverfitAlarm::new(recipe.train.overfit_alarm_evals, recipe.minimize_metric());
+    let mut st = LoopState::new(total_steps, tracker, alarm, data_fingerprint, recipe.training_fingerprint());
+    let metrics = ctx.out.join("metrics.jsonl");
+    std::fs::write(&metrics, "").map_err(io(&metrics))?; // the run has started
+    if !ctx.val.is_empty() {
+        let base = evaluate(model, ctx.val)?;
+        let line = serde_json::to_string(&EvalRecord::new(0, &base, None)).unwrap_or_default();
+        std::fs::write(&metrics, line + "\n").map_err(io(&metrics))?;
+        st.base_eval = Some(base);
+    }
+    Ok(st)
 }
 
 /// Writes a checkpoint of the current step and prunes old ones (keeping the best).

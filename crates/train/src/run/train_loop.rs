@@ -59,7 +59,13 @@ pub struct LoopState {
 }
 
 impl LoopState {
-    pub fn new(total_steps: u64, tracker: EarlyStopping, alarm: OverfitAlarm, data_fingerprint: String) -> Self {
+    pub fn new(
+        total_steps: u64,
+        tracker: EarlyStopping,
+        alarm: OverfitAlarm,
+        data_fingerprint: String,
+        recipe_fingerprint: String,
+    ) -> Self {
         LoopState {
             step: 0,
             total_steps,
@@ -79,7 +85,7 @@ impl LoopState {
             optimizer_step: 0,
             data_fingerprint,
             base_eval: None,
-            recipe_fingerprint: String::new(),
+            recipe_fingerprint,
         }
     }
 
