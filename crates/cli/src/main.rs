@@ -51,12 +51,13 @@ enum Command {
     /// Merge a LoRA adapter into the base model and write a float32 Hugging Face directory
     /// (the same as `convert --adapter`).
     Merge(convert::MergeArgs),
-    /// LoRA fine-tuning from a recipe, writing a PEFT adapter and the run's metrics.
+    /// Fine-tune from a recipe (LoRA or full): data guard first, validation with early stopping,
+    /// checkpoints (`--resume`), then the best adapter, metrics and report.html.
     Train(train::TrainArgs),
     /// Write RUN_DIR/report.html: summary, loss/learning-rate/throughput charts, data, alarms.
     Report(report::ReportArgs),
-    /// Data guard alone: validate, find duplicates, conflicts and PII, write audit.json and
-    /// quarantine.jsonl.
+    /// Data guard alone, on data files or a recipe: validate, find duplicates, conflicts and PII
+    /// (and, for a recipe, leakage and the pre-flight lint); write audit.json and quarantine.jsonl.
     Audit(audit::AuditArgs),
     /// Data provenance: lock data files into a manifest, make keys, sign and verify it.
     Data(data_cmd::DataArgs),
