@@ -9,6 +9,7 @@
 //!   [`normalize`] and [`minhash`] (MinHash signatures, LSH index).
 pub mod augment;
 pub mod batch;
+mod csv_records;
 pub mod error;
 pub mod format;
 pub mod leakage;
