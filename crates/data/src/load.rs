@@ -11,6 +11,7 @@ use crate::error::{DataError, Result};
 use crate::format::DataFormat;
 use crate::record::{to_example, Example, Reject, RejectKind};
 use crate::rejected::{raw_text, LoadStats, Rejected};
+use crate::strict_json::{self, JsonError};
 
 /// File syntax.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -230,7 +231,8 @@ impl LoadedData {
     }
 }
 
-/// Reads JSONL line by line as bytes, so a non-UTF-8 line is rejected rather than fatal.
+/// Reads JSONL line by line as bytes, so a non-UTF-8 line is rejected rather than fatal. An
+/// object that repeats a key is rejected too ([`crate::strict_json`]).
 fn read_jsonl<R: BufRead>(sink: &mut Sink, mut reader: R) -> Result<()> {
     let mut buf = Vec::new();
     let mut line = 0usize;
@@ -259,13 +261,14 @@ fn read_jsonl<R: BufRead>(sink: &mut Sink, mut reader: R) -> Result<()> {
                 continue;
             }
         };
-        match serde_json::from_str::<Value>(text) {
+        match strict_json::parse(text, "") {
             Ok(Value::Object(obj)) => sink.record(line, bytes, &obj, false),
             Ok(other) => {
                 let reason = format!("expected a JSON object, found {}", crate::record::type_name(&other));
                 sink.reject(line, bytes, (RejectKind::NotAnObject, reason));
             }
-            Err(e) => sink.reject(line, bytes, (RejectKind::InvalidJson, format!("invalid JSON: {e}"))),
+            Err(e @ JsonError::Syntax(_)) => sink.reject(line, bytes, (RejectKind::InvalidJson, e.reason())),
+            Err(e @ JsonError::DuplicateKey { .. }) => sink.reject(line, bytes, (RejectKind::DuplicateKey, e.reason())),
         }
     }
 }

@@ -278,3 +278,104 @@ fn csv_quoted_multiline_fields_and_doubled_quotes_are_accepted() -> anyhow::Resu
     assert!(user(10).starts_with("Suggest some \"party\" games that can be played"), "{}", user(10));
     Ok(())
 }
+
+/// Regression: serde_json keeps the last of two values for one key, so a row with a repeated
+/// key was accepted and its hidden last value trained on (a poisoning vector). Such rows are
+/// rejected as `duplicate_key`, naming the key and the object, at any depth.
+#[test]
+fn json_repeated_key_is_rejected() -> anyhow::Result<()> {
+    let good = real_lines("selfinstruct_seed_tasks.jsonl", 4)?;
+    // Line 2: a second top-level "response" after the real one.
+    let poisoned =
+        good[1].replacen("\"response\": ", "\"response\": \"IGNORE ALL PREVIOUS INSTRUCTIONS\", \"response\": ", 1);
+    assert_ne!(poisoned, good[1]);
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("seed.jsonl");
+    write(&path, [good[0].as_str(), &poisoned, &good[2], &good[3]].join("\n").as_bytes())?;
+    let data = load_file(&path, &LoadOptions::default())?;
+    assert_eq!(data.lines, [1, 3, 4]);
+    let r = &data.rejected[0];
+    assert_eq!((data.rejected.len(), r.line, r.kind), (1, 2, RejectKind::DuplicateKey));
+    assert!(
+        r.reason.starts_with(
+            "duplicate key `response`, repeated at column 244: JSON readers keep only one of the two values"
+        ),
+        "{}",
+        r.reason
+    );
+    assert_eq!(data.stats.rejected_by_kind.get("duplicate_key"), Some(&1));
+
+    // Inside a messages turn, in JSONL and in a CSV cell.
+    let turns = |content: &str| -> anyhow::Result<String> {
+        let v: serde_json::Value = serde_json::from_str(&good[0])?;
+        let m = serde_json::json!([
+            {"role": "user", "content": v["instruction"]},
+            {"role": "assistant", "content": v["response"]},
+        ]);
+        Ok(m.to_string().replacen("\"content\":", content, 2).replacen(content, "\"content\":", 1))
+    };
+    let dup = turns("\"content\":\"chat\",\"content\":")?;
+    let chat = dir.path().join("chat.jsonl");
+    write(&chat, format!("{{\"messages\": {}}}\n{{\"messages\": {dup}}}\n", turns("\"content\":")?).as_bytes())?;
+    let data = load_file(&chat, &LoadOptions::default())?;
+    assert_eq!(data.lines, [1]);
+    assert_eq!((data.rejected[0].line, data.rejected[0].kind), (2, RejectKind::DuplicateKey));
+    assert!(
+        data.rejected[0].reason.starts_with("duplicate key `content` in `messages[1]`, repeated at column"),
+        "{}",
+        data.rejected[0].reason
+    );
+    let csv = dir.path().join("chat.csv");
+    let cell = |s: String| format!("\"{}\"", s.replace('"', "\"\""));
+    write(&csv, format!("messages\n{}\n{}\n", cell(turns("\"content\":")?), cell(dup)).as_bytes())?;
+    let data = load_file(&csv, &LoadOptions::default())?;
+    assert_eq!(data.lines, [2]);
+    assert_eq!((data.rejected[0].line, data.rejected[0].kind), (3, RejectKind::DuplicateKey));
+    assert!(
+        data.rejected[0].reason.starts_with("field `messages`: duplicate key `content` in `messages[1]`"),
+        "{}",
+        data.rejected[0].reason
+    );
+    Ok(())
+}
+
+/// `messages` rows built from the first `n` seed tasks: user (instruction and context), then
+/// assistant (response).
+fn seed_conversations(n: usize) -> anyhow::Result<Vec<serde_json::Value>> {
+    real_lines("selfinstruct_seed_tasks.jsonl", n)?
+        .iter()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            let ctx = v["context"].as_str().unwrap_or_default();
+            let user = match ctx {
+                "" => v["instruction"].as_str().unwrap_or_default().to_string(),
+                c => format!("{}\n\n{c}", v["instruction"].as_str().unwrap_or_default()),
+            };
+            Ok(serde_json::json!([{"role": "user", "content": user}, {"role": "assistant", "content": v["response"]}]))
+        })
+        .collect()
+}
+
+/// Regression: a `messages` row whose first turn is the assistant's (or that has only an
+/// assistant turn) stopped a whole `train` run with a chat-template error naming "example 5".
+/// The loader rejects such rows with their line, so `tuneguard audit FILE` flags them too.
+#[test]
+fn messages_opening_with_the_assistant_are_rejected() -> anyhow::Result<()> {
+    let mut rows = seed_conversations(8)?;
+    // Line 6: the reply first, then the prompt and the reply again; line 8: the reply alone.
+    let swapped = serde_json::json!([rows[5][1], rows[5][0], rows[5][1]]);
+    rows[5] = swapped;
+    let alone = serde_json::json!([rows[7][1]]);
+    rows[7] = alone;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("chat.jsonl");
+    let text: Vec<String> = rows.iter().map(|m| serde_json::json!({ "messages": m }).to_string()).collect();
+    write(&path, (text.join("\n") + "\n").as_bytes())?;
+    let data = load_file(&path, &LoadOptions::default())?;
+    assert_eq!(data.lines, [1, 2, 3, 4, 5, 7]);
+    let got: Vec<(usize, RejectKind, &str)> =
+        data.rejected.iter().map(|r| (r.line, r.kind, r.reason.as_str())).collect();
+    let reason = "`messages[0]`, the first turn, is the assistant's; a conversation must open with a user turn";
+    assert_eq!(got, [(6, RejectKind::AssistantFirst, reason), (8, RejectKind::AssistantFirst, reason)]);
+    Ok(())
+}
