@@ -9,6 +9,7 @@
 //!   [`normalize`] and [`minhash`] (MinHash signatures, LSH index).
 pub mod augment;
 pub mod batch;
+mod csv_records;
 pub mod error;
 pub mod format;
 pub mod leakage;
@@ -19,6 +20,7 @@ pub mod provenance;
 pub mod record;
 pub mod rejected;
 pub mod split;
+mod strict_json;
 pub mod tokenize;
 
 pub use batch::{collate_packed, collate_padded, num_supervised, plan_packing, Batch};

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use crate::csv_records::{CsvItem, CsvRecords};
 use crate::error::{DataError, Result};
 use crate::format::DataFormat;
 use crate::record::{to_example, Example, Reject, RejectKind};
 use crate::rejected::{raw_text, LoadStats, Rejected};
+use crate::strict_json::{self, JsonError};
 
 /// File syntax.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -229,7 +231,8 @@ impl LoadedData {
     }
 }
 
-/// Reads JSONL line by line as bytes, so a non-UTF-8 line is rejected rather than fatal.
+/// Reads JSONL line by line as bytes, so a non-UTF-8 line is rejected rather than fatal. An
+/// object that repeats a key is rejected too ([`crate::strict_json`]).
 fn read_jsonl<R: BufRead>(sink: &mut Sink, mut reader: R) -> Result<()> {
     let mut buf = Vec::new();
     let mut line = 0usize;
@@ -258,27 +261,54 @@ fn read_jsonl<R: BufRead>(sink: &mut Sink, mut reader: R) -> Result<()> {
                 continue;
             }
         };
-        match serde_json::from_str::<Value>(text) {
+        match strict_json::parse(text, "") {
             Ok(Value::Object(obj)) => sink.record(line, bytes, &obj, false),
             Ok(other) => {
                 let reason = format!("expected a JSON object, found {}", crate::record::type_name(&other));
                 sink.reject(line, bytes, (RejectKind::NotAnObject, reason));
             }
-            Err(e) => sink.reject(line, bytes, (RejectKind::InvalidJson, format!("invalid JSON: {e}"))),
+            Err(e @ JsonError::Syntax(_)) => sink.reject(line, bytes, (RejectKind::InvalidJson, e.reason())),
+            Err(e @ JsonError::DuplicateKey { .. }) => sink.reject(line, bytes, (RejectKind::DuplicateKey, e.reason())),
         }
     }
 }
 
-/// Reads CSV with a header row. Every cell is a string; a `messages` cell holds a JSON list.
+/// Reads CSV with a header row (see [`crate::csv_records`] for the syntax and why it is strict).
+/// Every cell is a string; a `messages` cell holds a JSON list.
 fn read_csv<R: BufRead>(sink: &mut Sink, reader: R) -> Result<()> {
-    let mut csv = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(reader);
-    let header_err =
-        |reason: String| DataError::InvalidRecord { path: sink.path.clone(), line: 1, field: "header".into(), reason };
-    let headers = csv.byte_headers().map_err(|e| header_err(e.to_string()))?.clone();
-    let mut names = Vec::with_capacity(headers.len());
-    for (i, h) in headers.iter().enumerate() {
-        let name = std::str::from_utf8(h).map_err(|_| header_err(format!("column {} is not valid UTF-8", i + 1)))?;
-        names.push(name.trim().to_string());
+    let mut csv = CsvRecords::new(reader);
+    let io = |sink: &Sink, e: std::io::Error| DataError::io(&sink.path, e);
+    let header_err = |sink: &Sink, reason: String| DataError::InvalidRecord {
+        path: sink.path.clone(),
+        line: 1,
+        field: "header".into(),
+        reason,
+    };
+    let mut names = Vec::new();
+    loop {
+        match csv.next_item().map_err(|e| io(sink, e))? {
+            None => break,
+            Some(CsvItem::Blank { .. }) => continue,
+            Some(CsvItem::Malformed { reason, .. }) => return Err(header_err(sink, reason)),
+            Some(CsvItem::Record { fields, .. }) => {
+                for (i, h) in fields.iter().enumerate() {
+                    let name = std::str::from_utf8(h)
+                        .map_err(|_| header_err(sink, format!("column {} is not valid UTF-8", i + 1)))?;
+                    let name = name.trim().to_string();
+                    if let Some(j) = names.iter().position(|n| *n == name) {
+                        // Each row would keep only the last of the two cells.
+                        return Err(DataError::InvalidRecord {
+                            path: sink.path.clone(),
+                            line: 1,
+                            field: name,
+                            reason: format!("the CSV header names this column twice (columns {} and {})", j + 1, i + 1),
+                        });
+                    }
+                    names.push(name);
+                }
+                break;
+            }
+        }
     }
     if let Some(format) = &sink.format {
         for field in format.required_fields() {
@@ -292,48 +322,38 @@ fn read_csv<R: BufRead>(sink: &mut Sink, reader: R) -> Result<()> {
             }
         }
     }
-    let mut record = csv::ByteRecord::new();
     loop {
-        let ok = match csv.read_byte_record(&mut record) {
-            Ok(ok) => ok,
-            Err(e) => match e.kind() {
-                csv::ErrorKind::Io(_) => return Err(DataError::io(&sink.path, std::io::Error::other(e.to_string()))),
-                _ => {
-                    let line = e.position().map_or(0, |p| p.line() as usize);
-                    sink.stats.rows += 1;
-                    sink.reject(line, b"", (RejectKind::InvalidCsv, format!("invalid CSV: {e}")));
-                    continue;
-                }
-            },
-        };
-        if !ok {
-            return Ok(());
+        match csv.next_item().map_err(|e| io(sink, e))? {
+            None => return Ok(()),
+            Some(CsvItem::Blank { .. }) => sink.stats.blank_lines += 1,
+            Some(CsvItem::Malformed { line, raw, reason }) => {
+                sink.stats.rows += 1;
+                sink.reject(line, &raw, (RejectKind::InvalidCsv, reason));
+            }
+            Some(CsvItem::Record { line, raw, fields }) => csv_row(sink, &names, line, &raw, &fields),
         }
-        csv_row(sink, &names, &record);
     }
 }
 
-fn csv_row(sink: &mut Sink, names: &[String], record: &csv::ByteRecord) {
-    let line = record.position().map_or(0, |p| p.line() as usize);
+fn csv_row(sink: &mut Sink, names: &[String], line: usize, raw: &[u8], fields: &[Vec<u8>]) {
     sink.stats.rows += 1;
-    let raw = record.iter().collect::<Vec<_>>().join(&b","[..]);
-    if record.len() != names.len() {
-        let reason = format!("expected {} fields (as in the header), found {}", names.len(), record.len());
-        return sink.reject(line, &raw, (RejectKind::FieldCount, reason));
+    if fields.len() != names.len() {
+        let reason = format!("expected {} fields (as in the header), found {}", names.len(), fields.len());
+        return sink.reject(line, raw, (RejectKind::FieldCount, reason));
     }
     let mut obj = Map::new();
-    for (name, cell) in names.iter().zip(record.iter()) {
+    for (name, cell) in names.iter().zip(fields) {
         match std::str::from_utf8(cell) {
             Ok(s) => {
                 obj.insert(name.clone(), Value::String(s.to_string()));
             }
             Err(_) => {
                 let reason = format!("field `{name}` is not valid UTF-8");
-                return sink.reject(line, &raw, (RejectKind::InvalidUtf8, reason));
+                return sink.reject(line, raw, (RejectKind::InvalidUtf8, reason));
             }
         }
     }
-    sink.record(line, &raw, &obj, true);
+    sink.record(line, raw, &obj, true);
 }
 
 #[cfg(test)]
@@ -362,6 +382,18 @@ mod tests {
         assert_eq!(data.rejected[0].reason, "field `text` is not valid UTF-8");
         assert_eq!(data.rejected[0].raw, "caf\u{fffd},2");
         Ok(())
+    }
+
+    /// Each row would keep only the last of two same-named cells.
+    #[test]
+    fn csv_header_naming_a_column_twice_is_an_error() {
+        match load(b"instruction,response,response\nq,a,IGNORE\n", FileKind::Csv) {
+            Err(DataError::InvalidRecord { line: 1, field, reason, .. }) => {
+                assert_eq!(field, "response");
+                assert_eq!(reason, "the CSV header names this column twice (columns 2 and 3)");
+            }
+            other => panic!("expected InvalidRecord, got {other:?}"),
+        }
     }
 
     #[test]

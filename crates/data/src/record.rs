@@ -4,6 +4,7 @@ use serde_json::{Map, Value};
 use tuneguard_model::chat::ChatMessage;
 
 use crate::format::DataFormat;
+use crate::strict_json::JsonError;
 
 /// One training example, before templating.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub enum RejectKind {
     InvalidJson,
     /// The JSON value is not an object.
     NotAnObject,
+    /// An object (at any depth) gives one key twice; JSON readers keep only one of the values.
+    DuplicateKey,
     /// A required field is absent (or null).
     MissingField,
     /// A required field is empty or only whitespace.
@@ -35,6 +38,9 @@ pub enum RejectKind {
     BadRole,
     /// A `messages` list has no assistant turn.
     NoAssistantTurn,
+    /// A `messages` list opens (after any system turns) with an assistant turn: a reply to no
+    /// prompt, which chat templates cannot render as a prompt followed by its reply.
+    AssistantFirst,
     /// A CSV record cannot be parsed.
     InvalidCsv,
     /// A CSV row has a different number of fields from the header.
@@ -50,11 +56,13 @@ impl RejectKind {
             RejectKind::InvalidUtf8 => "invalid_utf8",
             RejectKind::InvalidJson => "invalid_json",
             RejectKind::NotAnObject => "not_an_object",
+            RejectKind::DuplicateKey => "duplicate_key",
             RejectKind::MissingField => "missing_field",
             RejectKind::EmptyField => "empty_field",
             RejectKind::WrongType => "wrong_type",
             RejectKind::BadRole => "bad_role",
             RejectKind::NoAssistantTurn => "no_assistant_turn",
+            RejectKind::AssistantFirst => "assistant_first",
             RejectKind::InvalidCsv => "invalid_csv",
             RejectKind::FieldCount => "field_count",
             RejectKind::UnknownFormat => "unknown_format",
@@ -127,8 +135,11 @@ pub(crate) fn to_example(
             let list = match obj.get(field) {
                 None | Some(Value::Null) => return Err((RejectKind::MissingField, format!("missing field `{field}`"))),
                 Some(Value::String(s)) if messages_from_string => {
-                    parsed = serde_json::from_str::<Value>(s).map_err(|e| {
-                        (RejectKind::InvalidJson, format!("field `{field}` is not a JSON list of messages: {e}"))
+                    parsed = crate::strict_json::parse(s, field).map_err(|e| match e {
+                        JsonError::Syntax(e) => {
+                            (RejectKind::InvalidJson, format!("field `{field}` is not a JSON list of messages: {e}"))
+                        }
+                        dup => (RejectKind::DuplicateKey, format!("field `{field}`: {}", dup.reason())),
                     })?;
                     &parsed
                 }
@@ -168,6 +179,17 @@ fn messages(list: &Value, field: &str) -> Result<Vec<ChatMessage>, Reject> {
     }
     if !out.iter().any(|m| m.role == "assistant") {
         return Err((RejectKind::NoAssistantTurn, format!("`{field}` has no assistant turn")));
+    }
+    // Templates render the prompt before a reply; with no user turn before it there is none
+    // (SmolLM2's template then renders no prefix of the reply and the whole run used to stop).
+    if let Some(i) = out.iter().position(|m| m.role != "system").filter(|&i| out[i].role == "assistant") {
+        let after = if i == 0 { String::new() } else { " after the system prompt".to_string() };
+        return Err((
+            RejectKind::AssistantFirst,
+            format!(
+                "`{field}[{i}]`, the first turn{after}, is the assistant's; a conversation must open with a user turn"
+            ),
+        ));
     }
     Ok(out)
 }
@@ -255,6 +277,18 @@ mod tests {
                 DataFormat::messages(),
                 RejectKind::NoAssistantTurn,
                 "`messages` has no assistant turn",
+            ),
+            (
+                r#"{"messages":[{"role":"assistant","content":"A"}]}"#,
+                DataFormat::messages(),
+                RejectKind::AssistantFirst,
+                "`messages[0]`, the first turn, is the assistant's; a conversation must open with a user turn",
+            ),
+            (
+                r#"{"messages":[{"role":"system","content":"S"},{"role":"assistant","content":"A"},{"role":"user","content":"U"},{"role":"assistant","content":"B"}]}"#,
+                DataFormat::messages(),
+                RejectKind::AssistantFirst,
+                "`messages[1]`, the first turn after the system prompt, is the assistant's; a conversation must open with a user turn",
             ),
             (r#"{"messages":[]}"#, DataFormat::messages(), RejectKind::EmptyField, "field `messages` is an empty list"),
             (

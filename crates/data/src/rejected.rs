@@ -50,7 +50,7 @@ pub struct LoadStats {
     pub rejected: usize,
     /// Rejected rows per [`RejectKind::name`].
     pub rejected_by_kind: BTreeMap<String, usize>,
-    /// Blank (empty or whitespace-only) JSONL lines, skipped without rejecting.
+    /// Blank lines (JSONL: empty or whitespace-only; CSV: empty), skipped without rejecting.
     pub blank_lines: usize,
 }
 

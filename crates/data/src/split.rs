@@ -19,6 +19,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::Value;
 
+use crate::csv_records::{CsvItem, CsvRecords};
 use crate::error::DataError;
 use crate::load::FileKind;
 
@@ -209,38 +210,41 @@ fn jsonl_values(path: &Path, mut reader: impl BufRead, field: &str) -> Result<Ha
     }
 }
 
-/// Line numbering as `load::read_csv`: the line where the record starts.
+/// Line numbering as `load::read_csv` (the same reader): the line where the record starts.
 fn csv_values(path: &Path, reader: impl BufRead, field: &str) -> Result<HashMap<usize, String>, DataError> {
-    let mut csv = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(reader);
+    let mut csv = CsvRecords::new(reader);
     let header_err = |reason: String| DataError::InvalidRecord {
         path: path.to_path_buf(),
         line: 1,
         field: field.to_string(),
         reason,
     };
-    let headers = csv.byte_headers().map_err(|e| header_err(e.to_string()))?;
-    let names: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
+    let io = |e: std::io::Error| DataError::io(path, e);
+    let mut names: Vec<String> = Vec::new();
+    loop {
+        match csv.next_item().map_err(io)? {
+            None => break,
+            Some(CsvItem::Blank { .. }) => continue,
+            Some(CsvItem::Malformed { reason, .. }) => return Err(header_err(reason)),
+            Some(CsvItem::Record { fields, .. }) => {
+                names = fields.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
+                break;
+            }
+        }
+    }
     let Some(col) = names.iter().position(|n| n == field) else {
         return Err(header_err(format!("column missing from the CSV header {names:?}")));
     };
     let mut out = HashMap::new();
-    let mut record = csv::ByteRecord::new();
-    loop {
-        match csv.read_byte_record(&mut record) {
-            Ok(false) => return Ok(out),
-            Ok(true) => {
-                let line = record.position().map_or(0, |p| p.line() as usize);
-                let cell = record.get(col).and_then(|c| std::str::from_utf8(c).ok());
-                if let Some(v) = cell.map(|c| Value::String(c.to_string())).as_ref().and_then(keep) {
-                    out.insert(line, v);
-                }
+    while let Some(item) = csv.next_item().map_err(io)? {
+        if let CsvItem::Record { line, fields, .. } = item {
+            let cell = fields.get(col).and_then(|c| std::str::from_utf8(c).ok());
+            if let Some(v) = cell.map(|c| Value::String(c.to_string())).as_ref().and_then(keep) {
+                out.insert(line, v);
             }
-            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
-                return Err(DataError::io(path, std::io::Error::other(e.to_string())))
-            }
-            Err(_) => continue,
         }
     }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -191,3 +191,191 @@ fn empty_and_undetectable_data_sets_are_errors() -> anyhow::Result<()> {
     assert!(matches!(load_file(&missing, &LoadOptions::default()), Err(DataError::Io { .. })));
     Ok(())
 }
+
+/// `fields` as one CSV line: a field holding a comma, quote or line end is quoted, its quotes
+/// doubled (as Python's `csv.writer` writes).
+fn csv_line(fields: &[&str]) -> String {
+    let quote = |f: &&str| {
+        if f.contains([',', '"', '\n']) {
+            format!("\"{}\"", f.replace('"', "\"\""))
+        } else {
+            f.to_string()
+        }
+    };
+    fields.iter().map(quote).collect::<Vec<_>>().join(",")
+}
+
+/// The first `n` Self-Instruct seed tasks as CSV (header `instruction,context,response`), with
+/// `edit` applied to each data line (0-based row index).
+fn selfinstruct_csv(n: usize, edit: impl Fn(usize, String) -> String) -> anyhow::Result<String> {
+    let mut lines = vec!["instruction,context,response".to_string()];
+    for (i, line) in real_lines("selfinstruct_seed_tasks.jsonl", n)?.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        let (a, b, c) = (field("instruction"), field("context"), field("response"));
+        lines.push(edit(i, csv_line(&[&a, &b, &c])));
+    }
+    Ok(lines.join("\n") + "\n")
+}
+
+/// Regression: the `csv` crate read a field with an unclosed quote across the line end, so the
+/// next row was merged into it: 11 rows in, 10 examples out, 0 rejected, and the merged text
+/// trained on. The malformed row is rejected with its line; its neighbour is kept as it is.
+#[test]
+fn csv_unclosed_quote_does_not_swallow_next_row() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Row 2 (line 3, "What is the relation between the given pairs?...") loses its closing quote.
+    let text = selfinstruct_csv(11, |i, line| if i == 1 { format!("\"{line}") } else { line })?;
+    let path = dir.path().join("seed.csv");
+    write(&path, text.as_bytes())?;
+    let data = load_file(&path, &LoadOptions::default())?;
+    assert_eq!((data.stats.rows, data.stats.accepted, data.stats.rejected), (11, 10, 1));
+    assert_eq!(data.lines, [2, 4, 9, 11, 17, 18, 40, 42, 45, 46]);
+    let r = &data.rejected[0];
+    assert_eq!((r.line, r.kind), (3, RejectKind::InvalidCsv));
+    assert_eq!(
+        r.reason,
+        "invalid CSV: field 1 opens a quote that the quote on line 4 does not properly close (it is followed by \
+         '-', not by a comma or the end of the line); a closing quote is probably missing on this line, which is \
+         rejected alone"
+    );
+    assert!(r.raw.starts_with("\"What is the relation between the given pairs?,Night : Day"), "{}", r.raw);
+    assert!(!r.raw.contains('\n'), "only the malformed line is rejected: {}", r.raw);
+    // Every other row reads exactly as the same row of the JSONL file.
+    let jsonl = dir.path().join("seed.jsonl");
+    write(&jsonl, (real_lines("selfinstruct_seed_tasks.jsonl", 11)?.join("\n") + "\n").as_bytes())?;
+    let mut want = load_file(&jsonl, &LoadOptions::default())?.examples;
+    want.remove(1);
+    assert_eq!(data.examples, want);
+    Ok(())
+}
+
+/// What the strict CSV reader must keep accepting: quoted fields over several lines and doubled
+/// quotes (both in the real seed tasks), and a quote inside an unquoted field.
+#[test]
+fn csv_quoted_multiline_fields_and_doubled_quotes_are_accepted() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let text =
+        selfinstruct_csv(11, |i, line| if i == 10 { line.replacen("games", "\"party\" games", 1) } else { line })?;
+    let path = dir.path().join("seed.csv");
+    write(&path, text.as_bytes())?;
+    let data = load_file(&path, &LoadOptions::default())?;
+    assert_eq!((data.stats.rows, data.stats.accepted, data.stats.rejected), (11, 11, 0));
+    assert_eq!(data.lines, [2, 3, 4, 9, 11, 17, 18, 40, 42, 45, 46]);
+    let user = |i: usize| match &data.examples[i] {
+        Example::Chat(m) => m[0].content.clone(),
+        Example::Text(t) => t.clone(),
+    };
+    // Line 4: a context of three lines; line 9: a context that is a quotation.
+    assert_eq!(
+        user(2),
+        "Generate a one-sentence description for each of the following people.\n\n- Brack Obama\n- Elon Musk\n- Taylor Swift"
+    );
+    assert_eq!(
+        user(3),
+        "Describe a situation in which the given stereotype can harm you.\n\n\"All Asians are smart!\""
+    );
+    assert!(user(10).starts_with("Suggest some \"party\" games that can be played"), "{}", user(10));
+    Ok(())
+}
+
+/// Regression: serde_json keeps the last of two values for one key, so a row with a repeated
+/// key was accepted and its hidden last value trained on (a poisoning vector). Such rows are
+/// rejected as `duplicate_key`, naming the key and the object, at any depth.
+#[test]
+fn json_repeated_key_is_rejected() -> anyhow::Result<()> {
+    let good = real_lines("selfinstruct_seed_tasks.jsonl", 4)?;
+    // Line 2: a second top-level "response" after the real one.
+    let poisoned =
+        good[1].replacen("\"response\": ", "\"response\": \"IGNORE ALL PREVIOUS INSTRUCTIONS\", \"response\": ", 1);
+    assert_ne!(poisoned, good[1]);
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("seed.jsonl");
+    write(&path, [good[0].as_str(), &poisoned, &good[2], &good[3]].join("\n").as_bytes())?;
+    let data = load_file(&path, &LoadOptions::default())?;
+    assert_eq!(data.lines, [1, 3, 4]);
+    let r = &data.rejected[0];
+    assert_eq!((data.rejected.len(), r.line, r.kind), (1, 2, RejectKind::DuplicateKey));
+    assert!(
+        r.reason.starts_with(
+            "duplicate key `response`, repeated at column 244: JSON readers keep only one of the two values"
+        ),
+        "{}",
+        r.reason
+    );
+    assert_eq!(data.stats.rejected_by_kind.get("duplicate_key"), Some(&1));
+
+    // Inside a messages turn, in JSONL and in a CSV cell.
+    let turns = |content: &str| -> anyhow::Result<String> {
+        let v: serde_json::Value = serde_json::from_str(&good[0])?;
+        let m = serde_json::json!([
+            {"role": "user", "content": v["instruction"]},
+            {"role": "assistant", "content": v["response"]},
+        ]);
+        Ok(m.to_string().replacen("\"content\":", content, 2).replacen(content, "\"content\":", 1))
+    };
+    let dup = turns("\"content\":\"chat\",\"content\":")?;
+    let chat = dir.path().join("chat.jsonl");
+    write(&chat, format!("{{\"messages\": {}}}\n{{\"messages\": {dup}}}\n", turns("\"content\":")?).as_bytes())?;
+    let data = load_file(&chat, &LoadOptions::default())?;
+    assert_eq!(data.lines, [1]);
+    assert_eq!((data.rejected[0].line, data.rejected[0].kind), (2, RejectKind::DuplicateKey));
+    assert!(
+        data.rejected[0].reason.starts_with("duplicate key `content` in `messages[1]`, repeated at column"),
+        "{}",
+        data.rejected[0].reason
+    );
+    let csv = dir.path().join("chat.csv");
+    let cell = |s: String| format!("\"{}\"", s.replace('"', "\"\""));
+    write(&csv, format!("messages\n{}\n{}\n", cell(turns("\"content\":")?), cell(dup)).as_bytes())?;
+    let data = load_file(&csv, &LoadOptions::default())?;
+    assert_eq!(data.lines, [2]);
+    assert_eq!((data.rejected[0].line, data.rejected[0].kind), (3, RejectKind::DuplicateKey));
+    assert!(
+        data.rejected[0].reason.starts_with("field `messages`: duplicate key `content` in `messages[1]`"),
+        "{}",
+        data.rejected[0].reason
+    );
+    Ok(())
+}
+
+/// `messages` rows built from the first `n` seed tasks: user (instruction and context), then
+/// assistant (response).
+fn seed_conversations(n: usize) -> anyhow::Result<Vec<serde_json::Value>> {
+    real_lines("selfinstruct_seed_tasks.jsonl", n)?
+        .iter()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            let ctx = v["context"].as_str().unwrap_or_default();
+            let user = match ctx {
+                "" => v["instruction"].as_str().unwrap_or_default().to_string(),
+                c => format!("{}\n\n{c}", v["instruction"].as_str().unwrap_or_default()),
+            };
+            Ok(serde_json::json!([{"role": "user", "content": user}, {"role": "assistant", "content": v["response"]}]))
+        })
+        .collect()
+}
+
+/// Regression: a `messages` row whose first turn is the assistant's (or that has only an
+/// assistant turn) stopped a whole `train` run with a chat-template error naming "example 5".
+/// The loader rejects such rows with their line, so `tuneguard audit FILE` flags them too.
+#[test]
+fn messages_opening_with_the_assistant_are_rejected() -> anyhow::Result<()> {
+    let mut rows = seed_conversations(8)?;
+    // Line 6: the reply first, then the prompt and the reply again; line 8: the reply alone.
+    let swapped = serde_json::json!([rows[5][1], rows[5][0], rows[5][1]]);
+    rows[5] = swapped;
+    let alone = serde_json::json!([rows[7][1]]);
+    rows[7] = alone;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("chat.jsonl");
+    let text: Vec<String> = rows.iter().map(|m| serde_json::json!({ "messages": m }).to_string()).collect();
+    write(&path, (text.join("\n") + "\n").as_bytes())?;
+    let data = load_file(&path, &LoadOptions::default())?;
+    assert_eq!(data.lines, [1, 2, 3, 4, 5, 7]);
+    let got: Vec<(usize, RejectKind, &str)> =
+        data.rejected.iter().map(|r| (r.line, r.kind, r.reason.as_str())).collect();
+    let reason = "`messages[0]`, the first turn, is the assistant's; a conversation must open with a user turn";
+    assert_eq!(got, [(6, RejectKind::AssistantFirst, reason), (8, RejectKind::AssistantFirst, reason)]);
+    Ok(())
+}

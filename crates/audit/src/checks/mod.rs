@@ -3,7 +3,7 @@
 //!
 //! | check id | what it finds | default action |
 //! |---|---|---|
-//! | `invalid_utf8`, `invalid_json`, `not_an_object`, `missing_field`, `empty_field`, `wrong_type`, `bad_role`, `no_assistant_turn`, `invalid_csv`, `field_count`, `unknown_format` | schema problems, as found by the loader ([`tuneguard_data::load_reader`]) | quarantine |
+//! | `invalid_utf8`, `invalid_json`, `not_an_object`, `duplicate_key`, `missing_field`, `empty_field`, `wrong_type`, `bad_role`, `no_assistant_turn`, `assistant_first`, `invalid_csv`, `field_count`, `unknown_format` | schema problems, as found by the loader ([`tuneguard_data::load_reader`]) | quarantine |
 //! | `control_chars` | C0/C1 control characters other than tab/newline/CR, U+FEFF, bidi overrides | quarantine |
 //! | `length_outlier` | robust z-score of the log length above `length_z` ([`length`]) | warn |
 //! | `exact_duplicate` | same normalized text as an earlier row | quarantine |
@@ -40,11 +40,13 @@ pub enum CheckId {
     InvalidUtf8,
     InvalidJson,
     NotAnObject,
+    DuplicateKey,
     MissingField,
     EmptyField,
     WrongType,
     BadRole,
     NoAssistantTurn,
+    AssistantFirst,
     InvalidCsv,
     FieldCount,
     UnknownFormat,
@@ -91,15 +93,17 @@ impl Action {
 
 impl CheckId {
     /// Every check, in report order.
-    pub const ALL: [CheckId; 20] = [
+    pub const ALL: [CheckId; 22] = [
         CheckId::InvalidUtf8,
         CheckId::InvalidJson,
         CheckId::NotAnObject,
+        CheckId::DuplicateKey,
         CheckId::MissingField,
         CheckId::EmptyField,
         CheckId::WrongType,
         CheckId::BadRole,
         CheckId::NoAssistantTurn,
+        CheckId::AssistantFirst,
         CheckId::InvalidCsv,
         CheckId::FieldCount,
         CheckId::UnknownFormat,
@@ -120,11 +124,13 @@ impl CheckId {
             CheckId::InvalidUtf8 => "invalid_utf8",
             CheckId::InvalidJson => "invalid_json",
             CheckId::NotAnObject => "not_an_object",
+            CheckId::DuplicateKey => "duplicate_key",
             CheckId::MissingField => "missing_field",
             CheckId::EmptyField => "empty_field",
             CheckId::WrongType => "wrong_type",
             CheckId::BadRole => "bad_role",
             CheckId::NoAssistantTurn => "no_assistant_turn",
+            CheckId::AssistantFirst => "assistant_first",
             CheckId::InvalidCsv => "invalid_csv",
             CheckId::FieldCount => "field_count",
             CheckId::UnknownFormat => "unknown_format",
@@ -166,11 +172,13 @@ impl From<RejectKind> for CheckId {
             RejectKind::InvalidUtf8 => CheckId::InvalidUtf8,
             RejectKind::InvalidJson => CheckId::InvalidJson,
             RejectKind::NotAnObject => CheckId::NotAnObject,
+            RejectKind::DuplicateKey => CheckId::DuplicateKey,
             RejectKind::MissingField => CheckId::MissingField,
             RejectKind::EmptyField => CheckId::EmptyField,
             RejectKind::WrongType => CheckId::WrongType,
             RejectKind::BadRole => CheckId::BadRole,
             RejectKind::NoAssistantTurn => CheckId::NoAssistantTurn,
+            RejectKind::AssistantFirst => CheckId::AssistantFirst,
             RejectKind::InvalidCsv => CheckId::InvalidCsv,
             RejectKind::FieldCount => CheckId::FieldCount,
             RejectKind::UnknownFormat => CheckId::UnknownFormat,
@@ -197,11 +205,13 @@ mod tests {
             RejectKind::InvalidUtf8,
             RejectKind::InvalidJson,
             RejectKind::NotAnObject,
+            RejectKind::DuplicateKey,
             RejectKind::MissingField,
             RejectKind::EmptyField,
             RejectKind::WrongType,
             RejectKind::BadRole,
             RejectKind::NoAssistantTurn,
+            RejectKind::AssistantFirst,
             RejectKind::InvalidCsv,
             RejectKind::FieldCount,
             RejectKind::UnknownFormat,
