@@ -1,7 +1,11 @@
 //! tuneguard-fs: files that readers never see half-written. A file is filled in a temporary file
-//! in the same folder, flushed to disk, given its mode and renamed over the target.
+//! in the same folder, flushed to disk, given its mode and renamed over the target. And folders
+//! that only one writer at a time fills ([`lock_dir`]).
 use std::io::{BufWriter, Write};
 use std::path::Path;
+
+mod lock;
+pub use lock::{lock_dir, DirLock, LockError, LOCK_FILE};
 
 /// What to do when the target exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
