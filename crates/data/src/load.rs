@@ -231,6 +231,59 @@ impl LoadedData {
     }
 }
 
+/// The raw text of the rows of `path` that start on `lines` (1-based, as in
+/// [`LoadedData::lines`]), as a rejected row's [`Rejected::raw`] holds it: for CSV the whole
+/// record, for JSONL the line. Lines past the end are absent.
+///
+/// # Errors
+/// `Io` when the file cannot be read; `InvalidOption` for an unknown extension.
+pub fn raw_rows(path: &Path, lines: &[usize]) -> Result<std::collections::HashMap<usize, String>> {
+    let mut out = std::collections::HashMap::new();
+    let wanted: std::collections::BTreeSet<usize> = lines.iter().copied().collect();
+    let Some(&last) = wanted.last() else { return Ok(out) };
+    let kind = FileKind::from_path(path).ok_or_else(|| DataError::InvalidOption {
+        field: "file_kind".into(),
+        reason: format!("{}: unknown extension; expected .jsonl, .ndjson, .json or .csv", path.display()),
+    })?;
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut reader = BufReader::new(file);
+    match kind {
+        FileKind::Csv => {
+            let mut csv = CsvRecords::new(reader);
+            while let Some(item) = csv.next_item().map_err(|e| DataError::io(path, e))? {
+                let (line, raw) = match item {
+                    CsvItem::Record { line, raw, .. } | CsvItem::Malformed { line, raw, .. } => (line, raw),
+                    CsvItem::Blank { line } => (line, Vec::new()),
+                };
+                if wanted.contains(&line) {
+                    out.insert(line, raw_text(&raw));
+                }
+                if line >= last {
+                    break;
+                }
+            }
+        }
+        FileKind::Jsonl => {
+            let mut buf = Vec::new();
+            for line in 1..=last {
+                buf.clear();
+                if reader.read_until(b'\n', &mut buf).map_err(|e| DataError::io(path, e))? == 0 {
+                    break;
+                }
+                if wanted.contains(&line) {
+                    let mut bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                    bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+                    if line == 1 {
+                        bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+                    }
+                    out.insert(line, raw_text(bytes));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Reads JSONL line by line as bytes, so a non-UTF-8 line is rejected rather than fatal. An
 /// object that repeats a key is rejected too ([`crate::strict_json`]).
 fn read_jsonl<R: BufRead>(sink: &mut Sink, mut reader: R) -> Result<()> {
@@ -394,6 +447,22 @@ mod tests {
             }
             other => panic!("expected InvalidRecord, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn raw_rows_are_the_loaders_rows() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| DataError::io("tempdir", e))?;
+        let csv = dir.path().join("d.csv");
+        std::fs::write(&csv, "a,b\nx,\"two\nlines\"\ny,z\n").map_err(|e| DataError::io(&csv, e))?;
+        let got = raw_rows(&csv, &[2, 4, 9])?;
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[&2].as_str(), got[&4].as_str()), ("x,\"two\nlines\"", "y,z"));
+        let jsonl = dir.path().join("d.jsonl");
+        std::fs::write(&jsonl, "\u{feff}{\"text\": \"a\"}\r\n\n{\"text\": \"b\"}")
+            .map_err(|e| DataError::io(&jsonl, e))?;
+        let got = raw_rows(&jsonl, &[1, 3])?;
+        assert_eq!((got[&1].as_str(), got[&3].as_str()), ("{\"text\": \"a\"}", "{\"text\": \"b\"}"));
+        Ok(())
     }
 
     #[test]

@@ -127,7 +127,9 @@ impl State {
     fn chunk(&mut self, file: usize, data: LoadedData, facts: Vec<RowFacts>) {
         for r in data.rejected {
             self.rejected_rows += 1;
-            self.add(RowRef { file, line: r.line }, r.kind.into(), Detail::Text(r.reason));
+            // The loader gives schema kinds only; tokenization kinds come later, in training.
+            let check = CheckId::of_reject(r.kind).unwrap_or(CheckId::InvalidJson);
+            self.add(RowRef { file, line: r.line }, check, Detail::Text(r.reason));
         }
         for ((example, line), facts) in data.examples.into_iter().zip(data.lines).zip(facts) {
             let row = RowRef { file, line };
