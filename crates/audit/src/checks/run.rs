@@ -27,6 +27,11 @@ pub struct AuditOptions<'a> {
     /// Keep the rows that pass in [`AuditReport::clean`] (for training); off, memory does not
     /// grow with the data beyond the duplicate indexes and 24 bytes per row.
     pub keep_clean: bool,
+    /// Rows with more bytes of text are cut to this many ([`Example::cut_to`]) before their
+    /// length, duplicate keys and MinHash signature are computed, as training cuts them before
+    /// tokenizing ([`tuneguard_data::ChatTokenizer::max_example_bytes`]); the control-character
+    /// and PII checks read the whole row. `None` reads every row whole.
+    pub max_example_bytes: Option<usize>,
 }
 
 /// Audits `paths` in order: a row is compared with the rows of earlier files too.
@@ -40,7 +45,7 @@ pub struct AuditOptions<'a> {
 /// cannot be detected. Bad rows are findings, not errors.
 pub fn audit_files(paths: &[PathBuf], cfg: &AuditConfig, opts: &AuditOptions<'_>) -> Result<AuditReport> {
     let actions = cfg.resolve()?;
-    let checker = Checker::new(cfg, actions, opts.length_fn);
+    let checker = Checker::new(cfg, actions, opts.length_fn).with_max_bytes(opts.max_example_bytes);
     let mut state = State::new(cfg, actions, opts.keep_clean, opts.length_fn.is_some());
     let load = std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, LoadedData, Vec<RowFacts>)>(1);
