@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use rayon::prelude::*;
-use tuneguard_data::{Example, LoadOptions, LoadStats, LoadedData};
+use tuneguard_data::{Example, LoadOptions, LoadStats, LoadedData, ShapeReport};
 
 use super::config::{Actions, AuditConfig};
 use super::duplicates::{DupChecks, DupIndex, DupVerdict, RowKeys};
@@ -50,25 +50,28 @@ pub fn audit_files(paths: &[PathBuf], cfg: &AuditConfig, opts: &AuditOptions<'_>
     let load = std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, LoadedData, Vec<RowFacts>)>(1);
         let checker = &checker;
-        let reader = s.spawn(move || -> Result<LoadStats> {
+        let reader = s.spawn(move || -> Result<(LoadStats, Vec<ShapeReport>)> {
             let mut load = LoadStats::default();
+            let mut shapes = Vec::with_capacity(paths.len());
             for (file, path) in paths.iter().enumerate() {
-                let stats = stream::for_each_chunk(path, &opts.load, |chunk| {
+                let (stats, shape) = stream::for_each_chunk(path, &opts.load, |chunk| {
                     let facts = chunk.examples.par_iter().map(|e| checker.facts(e)).collect();
                     // The receiver lives until the reader ends: a failed send cannot happen.
                     let _ = tx.send((file, chunk, facts));
                     Ok(())
                 })?;
                 load.merge(&stats);
+                shapes.push(shape);
             }
-            Ok(load)
+            Ok((load, shapes))
         });
         for (file, chunk, facts) in rx {
             state.chunk(file, chunk, facts);
         }
         reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })?;
-    Ok(state.finish(paths, load, cfg))
+    let (load, shapes) = load;
+    Ok(state.finish(paths, load, shapes, cfg))
 }
 
 /// A parsed row kept for the length pass: where it is, its length, and its state so far.
@@ -181,7 +184,13 @@ impl State {
     }
 
     /// Decides the length outliers and builds the report.
-    fn finish(mut self, paths: &[PathBuf], load: LoadStats, cfg: &AuditConfig) -> AuditReport {
+    fn finish(
+        mut self,
+        paths: &[PathBuf],
+        load: LoadStats,
+        shapes: Vec<ShapeReport>,
+        cfg: &AuditConfig,
+    ) -> AuditReport {
         let length = self.length_outliers(cfg.length_z);
         let mut rows = RowCounts {
             read: load.rows,
@@ -203,6 +212,7 @@ impl State {
             counts: self.counts,
             rows,
             load,
+            shapes,
             findings: self.findings,
             clean: self.clean,
             length,
