@@ -98,6 +98,12 @@ pub fn run(args: AuditArgs) -> Result<()> {
         r.warned,
         r.quarantined
     );
+    for shape in &report.shapes {
+        out!("{}", shape.describe());
+        if let Some(w) = shape.warning("--format") {
+            eprintln!("warning: {w}");
+        }
+    }
     out!("{:<20} {:>9}  action", "check", "rows");
     for (check, c) in report.counts.iter().filter(|(_, c)| c.found > 0) {
         out!("{:<20} {:>9}  {}", check.name(), c.found, c.action.name());

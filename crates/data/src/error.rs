@@ -20,11 +20,12 @@ pub enum DataError {
         "{path}: {rejected} of {rows} rows rejected (fraction {fraction:.4}), above the maximum reject fraction {max}"
     )]
     TooManyRejected { path: PathBuf, rows: usize, rejected: usize, fraction: f64, max: f64 },
-    /// Every example was dropped by tokenization (too long, or nothing supervised left).
+    /// Every example was dropped by tokenization (too long, nothing supervised left, or not
+    /// renderable by the chat template).
     #[error(
-        "empty data set after tokenization: all {examples} examples dropped ({too_long} too long, {no_supervised} with no supervised tokens left)"
+        "empty data set after tokenization: all {examples} examples dropped ({too_long} too long, {no_supervised} with no supervised tokens left, {template_error} the chat template cannot render)"
     )]
-    EmptyAfterTokenize { examples: usize, too_long: usize, no_supervised: usize },
+    EmptyAfterTokenize { examples: usize, too_long: usize, no_supervised: usize, template_error: usize },
     /// The data format cannot be determined from the records.
     #[error("{path}: cannot detect the data format: {reason}")]
     UnknownFormat { path: PathBuf, reason: String },

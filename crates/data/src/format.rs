@@ -122,6 +122,14 @@ impl DataFormat {
         None
     }
 
+    /// Every field name the shape reads, required or not.
+    pub fn fields(&self) -> Vec<&str> {
+        match self {
+            DataFormat::Instruction { instruction, context, response } => vec![instruction, context, response],
+            _ => self.required_fields(),
+        }
+    }
+
     /// Field names a record must have (the context field is optional).
     pub fn required_fields(&self) -> Vec<&str> {
         match self {

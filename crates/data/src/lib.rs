@@ -27,10 +27,12 @@ pub use batch::{collate_packed, collate_padded, num_supervised, plan_packing, Ba
 pub use error::{DataError, Result};
 pub use format::DataFormat;
 pub use leakage::{example_text, find_leaks, Leak, LeakKind, LeakageOptions};
-pub use load::{load_file, load_reader, FileKind, LoadOptions, LoadedData};
+pub use load::{load_file, load_reader, raw_rows, FileKind, LoadOptions, LoadedData, ShapeReport, ShapeSource};
 pub use minhash::{jaccard, optimal_bands_rows, LshIndex, MinHasher, Signature};
 pub use normalize::normalize_text;
 pub use record::{Example, RejectKind};
 pub use rejected::{write_rejected, LoadStats, Rejected, MAX_RAW_CHARS};
 pub use split::{read_field_values, split_indices, SplitError, ValSize};
-pub use tokenize::{ChatTokenizer, Overflow, TokenizeOptions, TokenizeStats, TokenizedExample, IGNORE_INDEX};
+pub use tokenize::{
+    ChatTokenizer, Dropped, Overflow, TokenizeOptions, TokenizeStats, Tokenized, TokenizedExample, IGNORE_INDEX,
+};

@@ -50,6 +50,66 @@ pub struct LoadOptions {
     pub keep_empty: bool,
 }
 
+/// Where the record shape of a file came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShapeSource {
+    /// Given (`LoadOptions::format`: a recipe's `data.format`, `audit --format`).
+    Given,
+    /// Detected from the keys of the first object row, on this line ([`DataFormat::auto_detect`]).
+    Detected(usize),
+    /// No row fitted a known shape (or none was read).
+    Unknown,
+}
+
+/// The record shape a file was read with, and how many rows do not fit it. The shape is
+/// guessed from the first object row unless it is given, so a file whose first row has another
+/// shape than the rest rejects the rest ("missing field"); [`ShapeReport::warning`] says so.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShapeReport {
+    pub file: PathBuf,
+    /// `None` when no shape was found.
+    pub format: Option<DataFormat>,
+    pub source: ShapeSource,
+    /// Rows read, and rows that lack a field the shape requires.
+    pub rows: usize,
+    pub rows_not_fitting: usize,
+}
+
+impl ShapeReport {
+    /// `FILE: instruction rows (fields instruction, context, response), shape detected from line 1`.
+    pub fn describe(&self) -> String {
+        let Some(f) = &self.format else {
+            return format!("{}: no row has a known shape", self.file.display());
+        };
+        let how = match self.source {
+            ShapeSource::Detected(line) => format!("shape detected from line {line}"),
+            ShapeSource::Given => "shape as configured".to_string(),
+            ShapeSource::Unknown => "shape unknown".to_string(),
+        };
+        format!("{}: {} rows (fields {}), {how}", self.file.display(), f.kind(), f.fields().join(", "))
+    }
+
+    /// A warning when more than half the rows do not fit a detected shape: the guess from the
+    /// first row was probably wrong. `set_it` says how to set the shape (`data.format`...).
+    pub fn warning(&self, set_it: &str) -> Option<String> {
+        let (Some(f), ShapeSource::Detected(line)) = (&self.format, self.source) else { return None };
+        if 2 * self.rows_not_fitting <= self.rows {
+            return None;
+        }
+        Some(format!(
+            "{}: {} of {} rows ({:.1}%) do not fit the {} shape detected from line {line} (they lack its fields {}) \
+             and are rejected; if the file holds another shape, set it with {set_it}",
+            self.file.display(),
+            self.rows_not_fitting,
+            self.rows,
+            100.0 * self.rows_not_fitting as f64 / self.rows.max(1) as f64,
+            f.kind(),
+            f.required_fields().join(", "),
+        ))
+    }
+}
+
 /// The result of loading one file.
 #[derive(Debug, Clone)]
 pub struct LoadedData {
@@ -57,6 +117,8 @@ pub struct LoadedData {
     pub path: PathBuf,
     /// The format used (given or detected).
     pub format: DataFormat,
+    /// Where `format` came from.
+    pub shape_source: ShapeSource,
     /// Accepted examples, in file order.
     pub examples: Vec<Example>,
     /// 1-based source line of each example (same length as `examples`).
@@ -114,6 +176,7 @@ pub fn load_reader<R: BufRead>(path: &Path, reader: R, kind: FileKind, opts: &Lo
 struct Sink {
     path: PathBuf,
     format: Option<DataFormat>,
+    shape_source: ShapeSource,
     first_keys: Option<Vec<String>>,
     examples: Vec<Example>,
     lines: Vec<usize>,
@@ -125,6 +188,7 @@ impl Sink {
     fn new(path: &Path, format: Option<DataFormat>) -> Self {
         Sink {
             path: path.to_path_buf(),
+            shape_source: if format.is_some() { ShapeSource::Given } else { ShapeSource::Unknown },
             format,
             first_keys: None,
             examples: Vec::new(),
@@ -149,12 +213,16 @@ impl Sink {
             self.format = DataFormat::auto_detect(obj);
             if let Some(f) = &self.format {
                 tracing::debug!(path = %self.path.display(), line, format = f.kind(), "detected data format");
+                self.shape_source = ShapeSource::Detected(line);
             }
         }
         let Some(format) = &self.format else {
             let keys: Vec<&String> = obj.keys().collect();
             return self.reject(line, raw, (RejectKind::UnknownFormat, format!("no known fields in {keys:?}")));
         };
+        if format.required_fields().iter().any(|f| obj.get(*f).is_none_or(Value::is_null)) {
+            self.stats.shape_misfits += 1;
+        }
         match to_example(obj, format, messages_from_string) {
             Ok(ex) => {
                 self.stats.accepted += 1;
@@ -189,6 +257,7 @@ impl Sink {
         let data = LoadedData {
             path: self.path,
             format,
+            shape_source: self.shape_source,
             examples: self.examples,
             lines: self.lines,
             rejected: self.rejected,
@@ -202,6 +271,17 @@ impl Sink {
 }
 
 impl LoadedData {
+    /// The shape the rows were read with and how many did not fit it.
+    pub fn shape(&self) -> ShapeReport {
+        ShapeReport {
+            file: self.path.clone(),
+            format: (self.shape_source != ShapeSource::Unknown).then(|| self.format.clone()),
+            source: self.shape_source,
+            rows: self.stats.rows,
+            rows_not_fitting: self.stats.shape_misfits,
+        }
+    }
+
     /// Fails when no example was accepted, or more than `max_reject_fraction` of the rows were
     /// rejected (what [`load_file`] checks unless `LoadOptions::keep_empty` is set).
     ///
@@ -229,6 +309,59 @@ impl LoadedData {
         }
         Ok(())
     }
+}
+
+/// The raw text of the rows of `path` that start on `lines` (1-based, as in
+/// [`LoadedData::lines`]), as a rejected row's [`Rejected::raw`] holds it: for CSV the whole
+/// record, for JSONL the line. Lines past the end are absent.
+///
+/// # Errors
+/// `Io` when the file cannot be read; `InvalidOption` for an unknown extension.
+pub fn raw_rows(path: &Path, lines: &[usize]) -> Result<std::collections::HashMap<usize, String>> {
+    let mut out = std::collections::HashMap::new();
+    let wanted: std::collections::BTreeSet<usize> = lines.iter().copied().collect();
+    let Some(&last) = wanted.last() else { return Ok(out) };
+    let kind = FileKind::from_path(path).ok_or_else(|| DataError::InvalidOption {
+        field: "file_kind".into(),
+        reason: format!("{}: unknown extension; expected .jsonl, .ndjson, .json or .csv", path.display()),
+    })?;
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut reader = BufReader::new(file);
+    match kind {
+        FileKind::Csv => {
+            let mut csv = CsvRecords::new(reader);
+            while let Some(item) = csv.next_item().map_err(|e| DataError::io(path, e))? {
+                let (line, raw) = match item {
+                    CsvItem::Record { line, raw, .. } | CsvItem::Malformed { line, raw, .. } => (line, raw),
+                    CsvItem::Blank { line } => (line, Vec::new()),
+                };
+                if wanted.contains(&line) {
+                    out.insert(line, raw_text(&raw));
+                }
+                if line >= last {
+                    break;
+                }
+            }
+        }
+        FileKind::Jsonl => {
+            let mut buf = Vec::new();
+            for line in 1..=last {
+                buf.clear();
+                if reader.read_until(b'\n', &mut buf).map_err(|e| DataError::io(path, e))? == 0 {
+                    break;
+                }
+                if wanted.contains(&line) {
+                    let mut bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                    bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+                    if line == 1 {
+                        bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+                    }
+                    out.insert(line, raw_text(bytes));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Reads JSONL line by line as bytes, so a non-UTF-8 line is rejected rather than fatal. An
@@ -394,6 +527,22 @@ mod tests {
             }
             other => panic!("expected InvalidRecord, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn raw_rows_are_the_loaders_rows() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| DataError::io("tempdir", e))?;
+        let csv = dir.path().join("d.csv");
+        std::fs::write(&csv, "a,b\nx,\"two\nlines\"\ny,z\n").map_err(|e| DataError::io(&csv, e))?;
+        let got = raw_rows(&csv, &[2, 4, 9])?;
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[&2].as_str(), got[&4].as_str()), ("x,\"two\nlines\"", "y,z"));
+        let jsonl = dir.path().join("d.jsonl");
+        std::fs::write(&jsonl, "\u{feff}{\"text\": \"a\"}\r\n\n{\"text\": \"b\"}")
+            .map_err(|e| DataError::io(&jsonl, e))?;
+        let got = raw_rows(&jsonl, &[1, 3])?;
+        assert_eq!((got[&1].as_str(), got[&3].as_str()), ("{\"text\": \"a\"}", "{\"text\": \"b\"}"));
+        Ok(())
     }
 
     #[test]

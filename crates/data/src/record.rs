@@ -16,7 +16,56 @@ pub enum Example {
     Text(String),
 }
 
-/// Why a row was rejected (the category counted in [`crate::LoadStats`]).
+impl Example {
+    /// Bytes of its texts: every message's content, or the text.
+    pub fn text_bytes(&self) -> usize {
+        match self {
+            Example::Chat(m) => m.iter().map(|m| m.content.len()).sum(),
+            Example::Text(t) => t.len(),
+        }
+    }
+
+    /// The example cut to its first `max_bytes` bytes of text, or `None` when it has no more.
+    /// A conversation keeps its messages in order until their contents reach `max_bytes`: the
+    /// message that crosses the limit is cut (at a character boundary) and later ones are left
+    /// out, even when that leaves no assistant turn. Used to bound what tokenization and the
+    /// duplicate checks see of an over-long row ([`crate::ChatTokenizer::max_example_bytes`]).
+    pub fn cut_to(&self, max_bytes: usize) -> Option<Example> {
+        if self.text_bytes() <= max_bytes {
+            return None;
+        }
+        let cut = |s: &str, n: usize| {
+            let mut end = n.min(s.len());
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s[..end].to_string()
+        };
+        Some(match self {
+            Example::Text(t) => Example::Text(cut(t, max_bytes)),
+            Example::Chat(messages) => {
+                let mut left = max_bytes;
+                let mut out = Vec::new();
+                for m in messages {
+                    if left == 0 {
+                        break;
+                    }
+                    let content = cut(&m.content, left);
+                    left -= content.len();
+                    let whole = content.len() == m.content.len();
+                    out.push(ChatMessage::new(m.role.clone(), content));
+                    if !whole {
+                        break;
+                    }
+                }
+                Example::Chat(out)
+            }
+        })
+    }
+}
+
+/// Why a row was rejected (the category counted in [`crate::LoadStats`]), or left out at
+/// tokenization ([`RejectKind::is_tokenization`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectKind {
@@ -47,6 +96,12 @@ pub enum RejectKind {
     FieldCount,
     /// The format could not be detected from this record's keys.
     UnknownFormat,
+    /// Tokenization: longer than `max_len` tokens under `overflow = "drop"`.
+    TooLong,
+    /// Tokenization: no supervised token left after templating and truncation.
+    NoSupervisedTokens,
+    /// Tokenization: the chat template (or the tokenizer) fails on this conversation.
+    TemplateError,
 }
 
 impl RejectKind {
@@ -66,7 +121,16 @@ impl RejectKind {
             RejectKind::InvalidCsv => "invalid_csv",
             RejectKind::FieldCount => "field_count",
             RejectKind::UnknownFormat => "unknown_format",
+            RejectKind::TooLong => "too_long",
+            RejectKind::NoSupervisedTokens => "no_supervised_tokens",
+            RejectKind::TemplateError => "template_error",
         }
+    }
+
+    /// Whether the kind comes from tokenization (after the loader and the audit), rather than
+    /// from reading the row.
+    pub fn is_tokenization(self) -> bool {
+        matches!(self, RejectKind::TooLong | RejectKind::NoSupervisedTokens | RejectKind::TemplateError)
     }
 }
 
@@ -320,6 +384,19 @@ mod tests {
         for (json, format, kind, reason) in cases {
             assert_eq!(to_example(&rec(json), format, false), Err((*kind, reason.to_string())), "{json}");
         }
+    }
+
+    #[test]
+    fn cut_to_keeps_the_first_bytes_in_message_order() {
+        let ex = chat(&[("system", "S"), ("user", "héllo"), ("assistant", "world"), ("user", "more")]);
+        assert_eq!(ex.text_bytes(), 16);
+        assert_eq!(ex.cut_to(16), None);
+        // 1 + 6 bytes, then "wo": the rest is left out, even the later user turn.
+        assert_eq!(ex.cut_to(9), Some(chat(&[("system", "S"), ("user", "héllo"), ("assistant", "wo")])));
+        // Never inside a character: "h" and the two bytes of "é" would be 3.
+        assert_eq!(ex.cut_to(3), Some(chat(&[("system", "S"), ("user", "h")])));
+        assert_eq!(ex.cut_to(7), Some(chat(&[("system", "S"), ("user", "héllo")])));
+        assert_eq!(Example::Text("abcdef".into()).cut_to(4), Some(Example::Text("abcd".into())));
     }
 
     #[test]

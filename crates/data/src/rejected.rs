@@ -52,6 +52,8 @@ pub struct LoadStats {
     pub rejected_by_kind: BTreeMap<String, usize>,
     /// Blank lines (JSONL: empty or whitespace-only; CSV: empty), skipped without rejecting.
     pub blank_lines: usize,
+    /// Rows (objects) that lack a field the record shape requires: rows of another shape.
+    pub shape_misfits: usize,
 }
 
 impl LoadStats {
@@ -66,6 +68,7 @@ impl LoadStats {
         self.accepted += other.accepted;
         self.rejected += other.rejected;
         self.blank_lines += other.blank_lines;
+        self.shape_misfits += other.shape_misfits;
         for (k, v) in &other.rejected_by_kind {
             *self.rejected_by_kind.entry(k.clone()).or_insert(0) += v;
         }

@@ -379,3 +379,53 @@ fn messages_opening_with_the_assistant_are_rejected() -> anyhow::Result<()> {
     assert_eq!(got, [(6, RejectKind::AssistantFirst, reason), (8, RejectKind::AssistantFirst, reason)]);
     Ok(())
 }
+
+/// Regression: the row shape is guessed from the first row without a word, so a file whose
+/// first row is prompt/completion rejected every instruction row as "missing field". The shape
+/// and the line it was detected from are reported, and a loud warning names the share of rows
+/// that do not fit.
+#[test]
+fn a_shape_guessed_from_line_1_that_most_rows_do_not_fit_is_reported() -> anyhow::Result<()> {
+    let rows = real_lines("selfinstruct_seed_tasks.jsonl", 10)?;
+    let first: serde_json::Value = serde_json::from_str(&rows[0])?;
+    let pc = serde_json::json!({"prompt": first["instruction"], "completion": first["response"]});
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("mixed.jsonl");
+    write(
+        &path,
+        (std::iter::once(pc.to_string()).chain(rows[1..].iter().cloned()).collect::<Vec<_>>().join("\n") + "\n")
+            .as_bytes(),
+    )?;
+    let data = load_file(&path, &LoadOptions { keep_empty: true, ..Default::default() })?;
+    let shape = data.shape();
+    assert_eq!(shape.format, Some(DataFormat::prompt_completion()));
+    assert_eq!(shape.source, tuneguard_data::ShapeSource::Detected(1));
+    assert_eq!((shape.rows, shape.rows_not_fitting, data.stats.rejected), (10, 9, 9));
+    let file = path.display();
+    assert_eq!(
+        shape.describe(),
+        format!("{file}: prompt_completion rows (fields prompt, completion), shape detected from line 1")
+    );
+    assert_eq!(
+        shape.warning("data.format").as_deref(),
+        Some(
+            format!(
+                "{file}: 9 of 10 rows (90.0%) do not fit the prompt_completion shape detected from line 1 (they lack \
+                 its fields prompt, completion) and are rejected; if the file holds another shape, set it with data.format"
+            )
+            .as_str()
+        )
+    );
+    // Given the shape, the same file is read as instruction rows; the odd first row is the misfit.
+    let given = load_file(&path, &LoadOptions { format: Some(DataFormat::instruction()), ..Default::default() })?;
+    let shape = given.shape();
+    assert_eq!(
+        (shape.source, shape.rows_not_fitting, given.lines.first()),
+        (tuneguard_data::ShapeSource::Given, 1, Some(&2))
+    );
+    assert_eq!(shape.warning("data.format"), None);
+    // Most rows fitting: no warning.
+    let fine = load_file(&instruction_file("selfinstruct_seed_tasks.jsonl"), &LoadOptions::default())?;
+    assert_eq!((fine.shape().rows_not_fitting, fine.shape().warning("data.format")), (0, None));
+    Ok(())
+}

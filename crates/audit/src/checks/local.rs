@@ -25,6 +25,7 @@ pub(crate) struct Checker<'a> {
     length_fn: Option<&'a LengthFn<'a>>,
     hasher: Option<MinHasher>,
     keys: bool,
+    max_bytes: Option<usize>,
 }
 
 pub(crate) const DUP_CHECKS: [CheckId; 3] =
@@ -39,7 +40,14 @@ impl<'a> Checker<'a> {
             length_fn,
             hasher: near.then(|| MinHasher::new(cfg.num_perm, cfg.shingle_words, cfg.seed)),
             keys: actions.any_on(&DUP_CHECKS),
+            max_bytes: None,
         }
+    }
+
+    /// Measures and hashes rows cut to `max_bytes` of text (see `AuditOptions::max_example_bytes`).
+    pub fn with_max_bytes(mut self, max_bytes: Option<usize>) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     pub fn facts(&self, e: &Example) -> RowFacts {
@@ -51,11 +59,14 @@ impl<'a> Checker<'a> {
         if self.actions.any_on(&PII_CHECKS) {
             local.extend(pii_findings(e, on));
         }
+        // Length and duplicate keys of an over-long row are those of the part training keeps.
+        let cut = self.max_bytes.and_then(|m| e.cut_to(m));
+        let kept = cut.as_ref().unwrap_or(e);
         let len = match self.length_fn {
-            Some(f) => f(e),
-            None => example_chars(e),
+            Some(f) => f(kept),
+            None => example_chars(kept),
         };
-        let keys = self.keys.then(|| row_keys(e, self.hasher.as_ref()));
+        let keys = self.keys.then(|| row_keys(kept, self.hasher.as_ref()));
         RowFacts { len: u32::try_from(len).unwrap_or(u32::MAX), local, keys }
     }
 }
@@ -136,6 +147,19 @@ mod tests {
             ]
         );
         assert!(f.keys.is_some_and(|k| k.sig.is_some() && k.prompt_answer.is_some()));
+        Ok(())
+    }
+
+    #[test]
+    fn an_over_long_row_is_measured_and_hashed_cut_but_scanned_whole() -> crate::Result<()> {
+        let cfg = AuditConfig::default();
+        let checker = Checker::new(&cfg, cfg.resolve()?, None).with_max_bytes(Some(12));
+        let e = Example::Text(format!("{} a@example.org", "word ".repeat(100)));
+        let cut = Example::Text("word word wo".into());
+        let f = checker.facts(&e);
+        assert_eq!(f.len, 12);
+        assert_eq!(f.keys, Some(row_keys(&cut, checker.hasher.as_ref())));
+        assert_eq!(f.local.len(), 1, "the e-mail address past the cut is found: {:?}", f.local);
         Ok(())
     }
 }

@@ -166,9 +166,11 @@ impl CheckId {
     }
 }
 
-impl From<RejectKind> for CheckId {
-    fn from(kind: RejectKind) -> Self {
-        match kind {
+impl CheckId {
+    /// The schema check of a row the loader rejected; `None` for the kinds of tokenization
+    /// ([`RejectKind::is_tokenization`]), which the loader never gives.
+    pub fn of_reject(kind: RejectKind) -> Option<CheckId> {
+        Some(match kind {
             RejectKind::InvalidUtf8 => CheckId::InvalidUtf8,
             RejectKind::InvalidJson => CheckId::InvalidJson,
             RejectKind::NotAnObject => CheckId::NotAnObject,
@@ -182,7 +184,8 @@ impl From<RejectKind> for CheckId {
             RejectKind::InvalidCsv => CheckId::InvalidCsv,
             RejectKind::FieldCount => CheckId::FieldCount,
             RejectKind::UnknownFormat => CheckId::UnknownFormat,
-        }
+            RejectKind::TooLong | RejectKind::NoSupervisedTokens | RejectKind::TemplateError => return None,
+        })
     }
 }
 
@@ -217,11 +220,15 @@ mod tests {
             RejectKind::UnknownFormat,
         ];
         for k in kinds {
-            let c = CheckId::from(k);
+            let Some(c) = CheckId::of_reject(k) else { panic!("{k:?} has no check") };
             assert_eq!(c.name(), k.name());
             assert!(c.is_schema() && !c.is_pii());
         }
         assert_eq!(CheckId::ALL.iter().filter(|c| c.is_schema()).count(), kinds.len());
+        for k in [RejectKind::TooLong, RejectKind::NoSupervisedTokens, RejectKind::TemplateError] {
+            assert!(k.is_tokenization() && CheckId::of_reject(k).is_none());
+        }
+        assert!(kinds.iter().all(|k| !k.is_tokenization()));
         assert_eq!(CheckId::ALL.iter().filter(|c| c.is_pii()).count(), 4);
         Ok(())
     }

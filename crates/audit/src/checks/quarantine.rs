@@ -112,7 +112,8 @@ impl<R: BufRead> RawLines<'_, R> {
     }
 }
 
-/// Writes `audit.json`: `files`, `rows`, `counts` (per check id: `found`, `action`, `listed`),
+/// Writes `audit.json`: `files`, `shapes` (per file: `format`, `source` (`given` or
+/// `{"detected": LINE}`), `rows`, `rows_not_fitting`), `rows`, `counts` (per check id: `found`, `action`, `listed`),
 /// `length`, `near_index_rows`, `failed` (null or the first failing finding) and `findings`
 /// (at most `max_listed_per_check` per check; `quarantine.jsonl` has every removed row).
 ///
@@ -151,6 +152,7 @@ pub fn write_audit_json(path: &Path, report: &AuditReport) -> Result<()> {
         .collect();
     let doc = json!({
         "files": report.files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "shapes": report.shapes,
         "rows": report.rows,
         "counts": counts,
         "length": report.length,

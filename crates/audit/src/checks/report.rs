@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
-use tuneguard_data::{Example, LoadStats};
+use tuneguard_data::{Example, LoadStats, ShapeReport};
 
 use super::config::Actions;
 use super::{Action, CheckId};
@@ -104,6 +104,9 @@ pub struct AuditReport {
     pub rows: RowCounts,
     /// The loader's counts over all files.
     pub load: LoadStats,
+    /// Per file: the record shape its rows were read with (given or detected, and from which
+    /// line) and how many rows do not fit it.
+    pub shapes: Vec<ShapeReport>,
     /// Sorted by row, then check. All findings that remove a row are here; of `warn` checks the
     /// first `max_listed_per_check` per check.
     pub findings: Vec<Finding>,

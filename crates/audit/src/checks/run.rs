@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use rayon::prelude::*;
-use tuneguard_data::{Example, LoadOptions, LoadStats, LoadedData};
+use tuneguard_data::{Example, LoadOptions, LoadStats, LoadedData, ShapeReport};
 
 use super::config::{Actions, AuditConfig};
 use super::duplicates::{DupChecks, DupIndex, DupVerdict, RowKeys};
@@ -27,6 +27,11 @@ pub struct AuditOptions<'a> {
     /// Keep the rows that pass in [`AuditReport::clean`] (for training); off, memory does not
     /// grow with the data beyond the duplicate indexes and 24 bytes per row.
     pub keep_clean: bool,
+    /// Rows with more bytes of text are cut to this many ([`Example::cut_to`]) before their
+    /// length, duplicate keys and MinHash signature are computed, as training cuts them before
+    /// tokenizing ([`tuneguard_data::ChatTokenizer::max_example_bytes`]); the control-character
+    /// and PII checks read the whole row. `None` reads every row whole.
+    pub max_example_bytes: Option<usize>,
 }
 
 /// Audits `paths` in order: a row is compared with the rows of earlier files too.
@@ -40,30 +45,33 @@ pub struct AuditOptions<'a> {
 /// cannot be detected. Bad rows are findings, not errors.
 pub fn audit_files(paths: &[PathBuf], cfg: &AuditConfig, opts: &AuditOptions<'_>) -> Result<AuditReport> {
     let actions = cfg.resolve()?;
-    let checker = Checker::new(cfg, actions, opts.length_fn);
+    let checker = Checker::new(cfg, actions, opts.length_fn).with_max_bytes(opts.max_example_bytes);
     let mut state = State::new(cfg, actions, opts.keep_clean, opts.length_fn.is_some());
     let load = std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, LoadedData, Vec<RowFacts>)>(1);
         let checker = &checker;
-        let reader = s.spawn(move || -> Result<LoadStats> {
+        let reader = s.spawn(move || -> Result<(LoadStats, Vec<ShapeReport>)> {
             let mut load = LoadStats::default();
+            let mut shapes = Vec::with_capacity(paths.len());
             for (file, path) in paths.iter().enumerate() {
-                let stats = stream::for_each_chunk(path, &opts.load, |chunk| {
+                let (stats, shape) = stream::for_each_chunk(path, &opts.load, |chunk| {
                     let facts = chunk.examples.par_iter().map(|e| checker.facts(e)).collect();
                     // The receiver lives until the reader ends: a failed send cannot happen.
                     let _ = tx.send((file, chunk, facts));
                     Ok(())
                 })?;
                 load.merge(&stats);
+                shapes.push(shape);
             }
-            Ok(load)
+            Ok((load, shapes))
         });
         for (file, chunk, facts) in rx {
             state.chunk(file, chunk, facts);
         }
         reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })?;
-    Ok(state.finish(paths, load, cfg))
+    let (load, shapes) = load;
+    Ok(state.finish(paths, load, shapes, cfg))
 }
 
 /// A parsed row kept for the length pass: where it is, its length, and its state so far.
@@ -127,7 +135,9 @@ impl State {
     fn chunk(&mut self, file: usize, data: LoadedData, facts: Vec<RowFacts>) {
         for r in data.rejected {
             self.rejected_rows += 1;
-            self.add(RowRef { file, line: r.line }, r.kind.into(), Detail::Text(r.reason));
+            // The loader gives schema kinds only; tokenization kinds come later, in training.
+            let check = CheckId::of_reject(r.kind).unwrap_or(CheckId::InvalidJson);
+            self.add(RowRef { file, line: r.line }, check, Detail::Text(r.reason));
         }
         for ((example, line), facts) in data.examples.into_iter().zip(data.lines).zip(facts) {
             let row = RowRef { file, line };
@@ -174,7 +184,13 @@ impl State {
     }
 
     /// Decides the length outliers and builds the report.
-    fn finish(mut self, paths: &[PathBuf], load: LoadStats, cfg: &AuditConfig) -> AuditReport {
+    fn finish(
+        mut self,
+        paths: &[PathBuf],
+        load: LoadStats,
+        shapes: Vec<ShapeReport>,
+        cfg: &AuditConfig,
+    ) -> AuditReport {
         let length = self.length_outliers(cfg.length_z);
         let mut rows = RowCounts {
             read: load.rows,
@@ -196,6 +212,7 @@ impl State {
             counts: self.counts,
             rows,
             load,
+            shapes,
             findings: self.findings,
             clean: self.clean,
             length,

@@ -10,7 +10,10 @@ use std::io::{BufRead, BufReader, Cursor};
 use std::path::Path;
 
 use rayon::prelude::*;
-use tuneguard_data::{load_file, load_reader, DataFormat, FileKind, LoadOptions, LoadStats, LoadedData, RejectKind};
+use tuneguard_data::{
+    load_file, load_reader, DataFormat, FileKind, LoadOptions, LoadStats, LoadedData, RejectKind, ShapeReport,
+    ShapeSource,
+};
 
 use crate::error::{AuditError, Result};
 
@@ -20,33 +23,41 @@ const CHUNK_BYTES: usize = 4 << 20;
 const PIECE_BYTES: usize = 512 << 10;
 
 /// Calls `f` with the loaded rows of each chunk of `path` in file order (lines are the file's),
-/// and returns the file's load counts.
+/// and returns the file's load counts and record shape.
 pub(crate) fn for_each_chunk(
     path: &Path,
     opts: &LoadOptions,
     mut f: impl FnMut(LoadedData) -> Result<()>,
-) -> Result<LoadStats> {
+) -> Result<(LoadStats, ShapeReport)> {
     let kind = opts.file_kind.or_else(|| FileKind::from_path(path));
     if kind != Some(FileKind::Jsonl) {
         // load_file reports an unknown extension; CSV is loaded whole.
         let data = load_file(path, &LoadOptions { keep_empty: true, max_reject_fraction: None, ..opts.clone() })?;
-        let stats = data.stats.clone();
+        let (stats, shape) = (data.stats.clone(), data.shape());
         f(data)?;
-        return Ok(stats);
+        return Ok((stats, shape));
     }
     let file = std::fs::File::open(path).map_err(|err| AuditError::Io { path: path.into(), err })?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut format = opts.format.clone();
+    let mut source = if format.is_some() { ShapeSource::Given } else { ShapeSource::Unknown };
     let mut next_line = 1usize;
     let mut total = LoadStats::default();
     loop {
         let (buf, line_ends) = read_chunk(&mut reader, path)?;
         if buf.is_empty() {
-            return Ok(total);
+            let shape = ShapeReport {
+                file: path.to_path_buf(),
+                format: format.filter(|_| source != ShapeSource::Unknown),
+                source,
+                rows: total.rows,
+                rows_not_fitting: total.shape_misfits,
+            };
+            return Ok((total, shape));
         }
         let pieces = split_pieces(&buf, &line_ends, next_line);
         next_line += line_ends.len();
-        let data = load_pieces(path, &pieces, &mut format)?;
+        let data = load_pieces(path, &pieces, &mut format, &mut source)?;
         total.merge(&data.stats);
         f(data)?;
     }
@@ -85,14 +96,21 @@ fn split_pieces<'a>(buf: &'a [u8], line_ends: &[usize], first_line: usize) -> Ve
     pieces
 }
 
-/// Loads the pieces (sequentially until the format is known, then in parallel) and merges them.
-fn load_pieces(path: &Path, pieces: &[Piece<'_>], format: &mut Option<DataFormat>) -> Result<LoadedData> {
+/// Loads the pieces (sequentially until the format is known, then in parallel) and merges them;
+/// `source` is set when a piece detects the format.
+fn load_pieces(
+    path: &Path,
+    pieces: &[Piece<'_>],
+    format: &mut Option<DataFormat>,
+    source: &mut ShapeSource,
+) -> Result<LoadedData> {
     let mut loaded = Vec::with_capacity(pieces.len());
     let mut rest = pieces;
     while let (None, Some((first, tail))) = (&format, rest.split_first()) {
         let data = load_piece(path, first, None)?;
         if has_object_rows(&data) {
             *format = Some(data.format.clone());
+            *source = data.shape_source;
         }
         loaded.push(data);
         rest = tail;
@@ -104,6 +122,7 @@ fn load_pieces(path: &Path, pieces: &[Piece<'_>], format: &mut Option<DataFormat
     let mut out = LoadedData {
         path: path.to_path_buf(),
         format: format.clone().unwrap_or_else(DataFormat::text),
+        shape_source: *source,
         examples: Vec::new(),
         lines: Vec::new(),
         rejected: Vec::new(),
@@ -138,6 +157,9 @@ fn load_piece(path: &Path, piece: &Piece<'_>, format: Option<DataFormat>) -> Res
     let shift = |l: usize| l + piece.first_line - 1 - lead;
     data.lines.iter_mut().for_each(|l| *l = shift(*l));
     data.rejected.iter_mut().for_each(|r| r.line = shift(r.line));
+    if let ShapeSource::Detected(l) = data.shape_source {
+        data.shape_source = ShapeSource::Detected(shift(l));
+    }
     data.stats.blank_lines -= lead;
     Ok(data)
 }

@@ -131,10 +131,13 @@ pub struct LintInput<'a> {
 
 /// Runs every lint; findings come errors first, then in [`ids::ALL`] order.
 ///
+/// Training examples that cannot be rendered are left out of the findings (training drops them
+/// as rows of their own, `template_error`).
+///
 /// # Errors
-/// `Data` when an example cannot be rendered or tokenized at all (a template that raises or
-/// renders a prefix inconsistently, or a chat example and no template; training would fail on
-/// it too), or `max_len` is 0;
+/// `Data` (`Tokenize`, naming the first example) when no training example can be rendered or
+/// tokenized at all (a template that raises or renders a prefix inconsistently for every one,
+/// or chat examples and no template; training would stop too), or `max_len` is 0;
 /// `Data` (`InvalidOption`) when there is no end-of-turn text (no `end_of_turn` and no eos).
 pub fn run_lints(input: &LintInput<'_>) -> Result<Vec<Lint>> {
     // Without any template, text examples still work; chat examples fail as in training.
@@ -152,6 +155,11 @@ pub fn run_lints(input: &LintInput<'_>) -> Result<Vec<Lint>> {
     }
     .allow_missing_end_of_turn();
     let data = prepare::prepare(&tok, input)?;
+    if let (false, Some((index, reason))) = (input.train.is_empty(), data.train_failures.first()) {
+        if data.train_failures.len() == input.train.len() {
+            return Err(tuneguard_data::DataError::Tokenize { example: *index, reason: reason.clone() }.into());
+        }
+    }
     let ctx = prepare::Ctx::new(input, tok.end_of_turn());
     let mut out: Vec<Lint> = [
         labels::eos_not_supervised(&ctx, &data.train),

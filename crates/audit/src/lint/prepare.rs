@@ -21,6 +21,8 @@ pub(crate) enum Outcome {
     TooLong,
     /// Dropped: no supervised token left.
     NoSupervised,
+    /// Dropped: the chat template (or tokenizer) fails on it; training leaves it out too.
+    Unrenderable,
 }
 
 /// One example after templating and the length policy.
@@ -53,6 +55,8 @@ impl Item {
 pub(crate) struct Prepared {
     pub train: Vec<Item>,
     pub val: Vec<Item>,
+    /// (index, reason) of each training example that could not be rendered or tokenized.
+    pub train_failures: Vec<(usize, String)>,
 }
 
 /// What the label checks need besides the items.
@@ -102,10 +106,11 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Tokenizes train and validation examples.
+/// Tokenizes train and validation examples; one that cannot be rendered or tokenized becomes an
+/// [`Outcome::Unrenderable`] item (training leaves it out as a row of its own).
 ///
 /// # Errors
-/// `Data` when an example cannot be rendered or tokenized, or `max_len` is 0.
+/// `Data` when `max_len` is 0.
 pub(crate) fn prepare(tok: &ChatTokenizer<'_>, input: &LintInput<'_>) -> Result<Prepared> {
     if input.tokenize.max_len == 0 {
         return Err(tuneguard_data::DataError::InvalidOption {
@@ -114,25 +119,41 @@ pub(crate) fn prepare(tok: &ChatTokenizer<'_>, input: &LintInput<'_>) -> Result<
         }
         .into());
     }
-    Ok(Prepared { train: items(tok, input.train, input.tokenize)?, val: items(tok, input.val, input.tokenize)? })
+    let (train, train_failures) = items(tok, input.train, input.tokenize);
+    let (val, _) = items(tok, input.val, input.tokenize);
+    Ok(Prepared { train, val, train_failures })
 }
 
-fn items(tok: &ChatTokenizer<'_>, examples: &[Example], opts: TokenizeOptions) -> Result<Vec<Item>> {
-    // Rendering dominates (3 renders per reply); examples are independent.
-    examples
+fn items(tok: &ChatTokenizer<'_>, examples: &[Example], opts: TokenizeOptions) -> (Vec<Item>, Vec<(usize, String)>) {
+    // Rendering dominates (3 renders per reply); examples are independent. Over-long examples
+    // are cut first, as training cuts them.
+    let results: Vec<std::result::Result<Item, (Item, String)>> = examples
         .par_iter()
         .enumerate()
-        .map(|(index, ex)| {
-            // `tokenize` reports example 0 in its errors; name the real index instead.
-            let full = tok.tokenize(ex).map_err(|e| match e {
-                tuneguard_data::DataError::Tokenize { reason, .. } => {
-                    tuneguard_data::DataError::Tokenize { example: index, reason }
-                }
-                other => other,
-            })?;
-            Ok(item(index, ex, full, opts))
+        .map(|(index, ex)| match tok.tokenize_bounded(ex, opts.max_len) {
+            Ok(full) => Ok(item(index, ex, full, opts)),
+            Err(e) => {
+                let reason = match e {
+                    tuneguard_data::DataError::Tokenize { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                let empty = TokenizedExample { input_ids: Vec::new(), labels: Vec::new() };
+                Err((Item { outcome: Outcome::Unrenderable, ..item(index, ex, empty, opts) }, reason))
+            }
         })
-        .collect()
+        .collect();
+    let mut items = Vec::with_capacity(results.len());
+    let mut failures = Vec::new();
+    for r in results {
+        match r {
+            Ok(it) => items.push(it),
+            Err((it, reason)) => {
+                failures.push((it.index, reason));
+                items.push(it);
+            }
+        }
+    }
+    (items, failures)
 }
 
 /// Applies the length policy exactly as `ChatTokenizer::tokenize_all` does.

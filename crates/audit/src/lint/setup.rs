@@ -86,9 +86,13 @@ pub(crate) fn val_too_small(input: &LintInput<'_>, data: &Prepared) -> Option<Li
     let message = if data.val.is_empty() {
         "the validation set is empty: no held-out loss is measured, so overfitting goes unseen".to_string()
     } else if kept == 0 {
+        let unrenderable = match count(Outcome::Unrenderable) {
+            0 => String::new(),
+            n => format!(", {n} the chat template cannot render"),
+        };
         format!(
-            "all {} held-out examples are dropped by tokenization ({} too long, {} with nothing supervised): the \
-             validation set is empty",
+            "all {} held-out examples are dropped by tokenization ({} too long, {} with nothing supervised{unrenderable}): \
+             the validation set is empty",
             data.val.len(),
             count(Outcome::TooLong),
             count(Outcome::NoSupervised)
@@ -142,7 +146,7 @@ mod tests {
         let Some(tok) = tokenizer() else { return };
         let mut odd = item(&tok, "Hi", Outcome::Kept);
         odd.tokens.input_ids[1] = 50_000;
-        let data = |train| Prepared { train, val: Vec::new() };
+        let data = |train| Prepared { train, val: Vec::new(), train_failures: Vec::new() };
         assert_eq!(vocab_mismatch(&input(&tok), &data(vec![item(&tok, "Hi", Outcome::Kept)])), None);
         let lint = vocab_mismatch(&input(&tok), &data(vec![odd.clone()])).expect("fires");
         assert_eq!(lint.message, "1 tokens in 1 examples have ids ≥ 49152 (first id 50000)");
@@ -160,6 +164,7 @@ mod tests {
         let val = |outcomes: &[Outcome]| Prepared {
             train: Vec::new(),
             val: outcomes.iter().map(|&o| item(&tok, "Hi", o)).collect(),
+            train_failures: Vec::new(),
         };
         let msg = |p: &Prepared| val_too_small(&input(&tok), p).map(|l| l.message);
         assert_eq!(msg(&val(&[Outcome::Kept; 4])), None);

@@ -146,17 +146,26 @@ fn execute(recipe: &Recipe, model_path: &Path, resuming: bool, progress: &mut dy
     let t = &recipe.train;
     let mut prepared = prepare_for(recipe, &loaded, out, false, progress)?;
     let s = &prepared.summary;
-    let val_dropped = s.val_tokenize.dropped_too_long + s.val_tokenize.dropped_no_supervised;
+    // The same counts as summary.json: training and validation apart.
     progress.message(&format!(
-        "{} training and {} validation examples ({} rows rejected, {} quarantined, {} truncated, {} dropped, {} augmented)",
+        "{} training and {} validation examples ({} rows rejected, {} quarantined, {} augmented; training: {} \
+         truncated, {} dropped; validation: {} truncated, {} dropped)",
         s.train_examples,
         s.val_examples,
         s.rejected,
         s.quarantined,
-        s.truncated + s.val_tokenize.truncated,
-        s.dropped + val_dropped,
-        s.augmented
+        s.augmented,
+        s.truncated,
+        s.dropped,
+        s.val_truncated,
+        s.val_dropped,
     ));
+    let dropped = s.dropped + s.val_dropped;
+    if dropped > 0 {
+        let (what, are) = if dropped == 1 { ("example", "is") } else { ("examples", "are") };
+        let list = out.join("rejected.jsonl");
+        progress.message(&format!("the {dropped} {what} dropped at tokenization {are} listed in {}", list.display()));
+    }
     let fingerprint = prepared.fingerprint();
     let rows = rows::training_rows(std::mem::take(&mut prepared.train), recipe.data.packing, recipe.data.max_len)?;
     let mut per_step = t.batch_size * t.grad_accum;

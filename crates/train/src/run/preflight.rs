@@ -31,11 +31,14 @@ pub fn audit(
     out: &Path,
     progress: &mut dyn Progress,
 ) -> Result<AuditOutcome> {
-    let length = |e: &Example| tok.tokenize(e).map_or(0, |t| t.input_ids.len());
+    // Over-long rows are measured and hashed cut, as training cuts them (memory stays bounded).
+    let max_len = recipe.data.max_len;
+    let length = |e: &Example| tok.tokenize_bounded(e, max_len).map_or(0, |t| t.input_ids.len());
     let opts = AuditOptions {
         load: LoadOptions { format: recipe.data.format.clone(), ..Default::default() },
         length_fn: Some(&length),
         keep_clean: false,
+        max_example_bytes: tok.max_example_bytes(max_len),
     };
     let report = checks::audit_files(files, &recipe.audit.checks, &opts)?;
     checks::write_audit_json(&out.join("audit.json"), &report)?;
@@ -69,6 +72,8 @@ pub fn audit(
 /// The examples and settings the lint looks at.
 pub struct LintData<'a> {
     pub train: &'a [Example],
+    /// The line of `data.train` each training example comes from, so findings name `file:line`.
+    pub train_lines: &'a [usize],
     pub val: &'a [Example],
     pub tokenize: TokenizeOptions,
 }
@@ -91,7 +96,7 @@ pub fn run_lint(
         data_chat_template: data_template,
         end_of_turn: None,
         train: data.train,
-        train_lines: None,
+        train_lines: Some(data.train_lines),
         train_path: Some(&recipe.data.train),
         val: data.val,
         tokenize: data.tokenize,

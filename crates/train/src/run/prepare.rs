@@ -1,15 +1,27 @@
 //! Data preparation for a run: load, split train/validation (or read a validation file), remove
 //! validation examples that leak from training, augment the training examples, tokenize.
-use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+//!
+//! No row is lost without a trace. `rejected.jsonl` lists, with file and line, the rows the
+//! loader rejects (written first, before any check can stop the run) and then, once
+//! tokenization is done, the rows it leaves out (`too_long`, `no_supervised_tokens`,
+//! `template_error`), by rewriting the file with both. Rows the audit removes are in
+//! `quarantine.jsonl`.
+//!
+//! A row with more text than `max_len` tokens can hold ([`ChatTokenizer::max_example_bytes`]) is
+//! cut right after loading, so the leakage check, augmentation, lint and tokenization never
+//! hold it whole; training keeps the same first `max_len` tokens of it as before, and shorter
+//! rows are not touched.
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tuneguard_data::leakage::{example_text, find_leaks, LeakKind, LeakageOptions};
 use tuneguard_data::load::{load_file, LoadOptions, LoadedData};
 use tuneguard_data::split::{read_field_values, split_indices, ValSize};
-use tuneguard_data::tokenize::{ChatTokenizer, TokenizeOptions, TokenizeStats, TokenizedExample};
-use tuneguard_data::{Example, Rejected};
+use tuneguard_data::tokenize::{ChatTokenizer, Dropped, TokenizeOptions, TokenizeStats, TokenizedExample};
+use tuneguard_data::{DataError, Example, Rejected, ShapeReport, ShapeSource};
 
 use super::{Progress, Result, RunError};
 use crate::recipe::{Recipe, ValSizeSpec};
@@ -39,9 +51,19 @@ pub struct DataSummary {
     /// Augmented copies added to training, and how they were made.
     pub augmented: usize,
     pub augmentation: Option<String>,
-    /// Examples cut to `max_len`, or dropped (too long, or nothing supervised), in training.
+    /// Training examples cut to `max_len`, and dropped at tokenization (too long, nothing
+    /// supervised, or not renderable by the chat template; listed in `rejected.jsonl`).
     pub truncated: usize,
     pub dropped: usize,
+    /// The same for the validation examples.
+    pub val_truncated: usize,
+    pub val_dropped: usize,
+    /// Rows with more text than `max_len` tokens can hold, cut before tokenizing (training and
+    /// validation).
+    pub cut_before_tokenizing: usize,
+    /// Per data file: the record shape (given, or detected from which line) and the rows that
+    /// do not fit it.
+    pub shapes: Vec<ShapeReport>,
     pub tokenize: TokenizeStats,
     pub val_tokenize: TokenizeStats,
 }
@@ -103,20 +125,43 @@ fn load(recipe: &Recipe, path: &std::path::Path) -> Result<LoadedData> {
     Ok(load_file(path, &opts)?)
 }
 
-/// Examples with the `file:line` each came from.
+/// Where an example came from.
+#[derive(Debug, Clone)]
+struct Loc {
+    path: Rc<Path>,
+    line: usize,
+    /// The row's bytes of text, when it was cut before tokenizing.
+    cut_from: Option<usize>,
+    /// An augmented copy of the row.
+    augmented: bool,
+}
+
+impl std::fmt::Display for Loc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.path.display(), self.line)
+    }
+}
+
+/// Examples with where each came from.
 #[derive(Default)]
 struct Rows {
     examples: Vec<Example>,
-    at: Vec<String>,
+    at: Vec<Loc>,
 }
 
 impl Rows {
-    fn of(data: LoadedData) -> Rows {
-        let file = data.path.display().to_string();
-        Rows { at: data.lines.iter().map(|l| format!("{file}:{l}")).collect(), examples: data.examples }
+    /// The file's examples; `cut` maps the lines of rows cut before tokenizing to their bytes.
+    fn of(data: LoadedData, cut: &HashMap<usize, usize>) -> Rows {
+        let path: Rc<Path> = Rc::from(data.path.as_path());
+        let at = data
+            .lines
+            .iter()
+            .map(|&line| Loc { path: path.clone(), line, cut_from: cut.get(&line).copied(), augmented: false })
+            .collect();
+        Rows { at, examples: data.examples }
     }
 
-    fn push(&mut self, example: Example, at: String) {
+    fn push(&mut self, example: Example, at: Loc) {
         self.examples.push(example);
         self.at.push(at);
     }
@@ -132,20 +177,32 @@ impl Rows {
     }
 }
 
-/// (train, val, source) by the recipe's split rule.
-fn split(recipe: &Recipe, data: LoadedData, progress: &mut dyn Progress) -> Result<(Rows, Rows, String)> {
+/// Cuts the examples with more than `max_bytes` bytes of text ([`Example::cut_to`]); returns
+/// the line and original bytes of each.
+fn cut_long_rows(data: &mut LoadedData, max_bytes: Option<usize>) -> HashMap<usize, usize> {
+    let mut cut = HashMap::new();
+    let Some(max) = max_bytes else { return cut };
+    for (e, &line) in data.examples.iter_mut().zip(&data.lines) {
+        if let Some(short) = e.cut_to(max) {
+            cut.insert(line, e.text_bytes());
+            *e = short;
+        }
+    }
+    cut
+}
+
+/// (train, val, source) by the recipe's split rule; `cut` as in [`Rows::of`].
+fn split(recipe: &Recipe, data: LoadedData, cut: &HashMap<usize, usize>) -> Result<(Rows, Rows, String)> {
     let n = data.examples.len();
     let size = match recipe.data.val_size {
-        ValSizeSpec::Count(0) => return Ok((Rows::of(data), Rows::default(), "none".into())),
+        ValSizeSpec::Count(0) => return Ok((Rows::of(data, cut), Rows::default(), "none".into())),
         ValSizeSpec::Count(asked) if asked >= n => {
-            let k = n.saturating_sub(1);
-            progress.message(&format!(
-                "warning: data.val_size {asked} leaves no training data; holding out {k} of {n} examples"
-            ));
-            if k == 0 {
-                return Ok((Rows::of(data), Rows::default(), "none".into()));
-            }
-            ValSize::Count(k)
+            return Err(RunError::Split(format!(
+                "data.val_size = {asked} asks for {asked} validation examples, but {} has only {n} usable examples \
+                 (after rejected and quarantined rows), which would leave none for training; hold out fewer than {n}, \
+                 or give a fraction (data.val_size = 0.1)",
+                data.path.display()
+            )))
         }
         ValSizeSpec::Count(k) => ValSize::Count(k),
         ValSizeSpec::Fraction(f) => ValSize::Fraction(f),
@@ -168,7 +225,7 @@ fn split(recipe: &Recipe, data: LoadedData, progress: &mut dyn Progress) -> Resu
     let mut is_val = vec![false; n];
     vi.iter().for_each(|&i| is_val[i] = true);
     let (mut train, mut val) = (Rows::default(), Rows::default());
-    let all = Rows::of(data);
+    let all = Rows::of(data, cut);
     for (i, (e, a)) in all.examples.into_iter().zip(all.at).enumerate() {
         if is_val[i] {
             val.push(e, a);
@@ -197,6 +254,23 @@ fn drop_quarantined(data: &mut LoadedData, q: &HashMap<PathBuf, HashSet<usize>>)
     data.lines.retain(|l| !lines.contains(l));
 }
 
+/// Says which record shape each file is read with, and warns when most rows do not fit a
+/// detected one.
+fn report_shapes(files: &[&LoadedData], summary: &mut DataSummary, progress: &mut dyn Progress) {
+    for d in files {
+        let shape = d.shape();
+        if matches!(shape.source, ShapeSource::Detected(_)) {
+            progress.message(&shape.describe());
+        }
+        let set_it = "data.format (e.g. data.format = { kind = \"instruction\" }; kinds: instruction, \
+                      prompt_completion, messages, text)";
+        if let Some(w) = shape.warning(set_it) {
+            progress.message(&format!("warning: {w}"));
+        }
+        summary.shapes.push(shape);
+    }
+}
+
 /// Loads and audits the data, splits it, checks leakage, augments, lints and tokenizes it.
 pub fn prepare(recipe: &Recipe, cx: &PrepareCtx, progress: &mut dyn Progress) -> Result<Prepared> {
     let tok = cx.tok;
@@ -213,12 +287,19 @@ pub fn prepare(recipe: &Recipe, cx: &PrepareCtx, progress: &mut dyn Progress) ->
         None => None,
     };
     // Rejected rows are reported and written before any check can stop the run.
-    tuneguard_data::rejected::write_rejected(&cx.out.join("rejected.jsonl"), &rejected)?;
-    report_rejected(&rejected, &cx.out.join("rejected.jsonl"), progress);
+    let rejected_path = cx.out.join("rejected.jsonl");
+    tuneguard_data::rejected::write_rejected(&rejected_path, &rejected)?;
+    report_rejected(&rejected, &rejected_path, progress);
+    report_shapes(&std::iter::once(&data).chain(val_data.as_ref()).collect::<Vec<_>>(), &mut summary, progress);
     data.check(recipe.data.max_reject_fraction)?;
     if let Some(v) = &val_data {
         v.check(recipe.data.max_reject_fraction)?;
     }
+    // Over-long rows are cut before anything else holds them whole.
+    let max_bytes = tok.max_example_bytes(recipe.data.max_len);
+    let cut_train = cut_long_rows(&mut data, max_bytes);
+    let cut_val = val_data.as_mut().map(|v| cut_long_rows(v, max_bytes)).unwrap_or_default();
+    summary.cut_before_tokenizing = cut_train.len() + cut_val.len();
     if recipe.audit.enabled {
         let files: Vec<std::path::PathBuf> =
             std::iter::once(data.path.clone()).chain(val_data.as_ref().map(|v| v.path.clone())).collect();
@@ -231,28 +312,28 @@ pub fn prepare(recipe: &Recipe, cx: &PrepareCtx, progress: &mut dyn Progress) ->
         summary.audit_warned = outcome.warned;
         summary.audit_findings = outcome.found;
     }
-    let (train, mut val, source) = match val_data {
+    let (mut train, mut val, source) = match val_data {
         Some(v) => {
             let file = v.path.display().to_string();
-            (Rows::of(data), Rows::of(v), file)
+            (Rows::of(data, &cut_train), Rows::of(v, &cut_val), file)
         }
-        None => split(recipe, data, progress)?,
+        None => split(recipe, data, &cut_train)?,
     };
     summary.rejected = rejected.len();
     summary.val_source = source;
     if recipe.data.leakage_check && !val.examples.is_empty() {
         remove_leaks(recipe, &train, &mut val, &mut summary, progress);
     }
-    let mut train_ex = train.examples;
     let limit = recipe.data.max_train_examples;
-    if limit > 0 && train_ex.len() > limit {
-        summary.unused = train_ex.len() - limit;
-        train_ex.truncate(limit);
+    if limit > 0 && train.examples.len() > limit {
+        summary.unused = train.examples.len() - limit;
+        train.examples.truncate(limit);
+        train.at.truncate(limit);
     }
     let a = &recipe.augment;
     if a.system_prompt_copies > 0 {
         let copies = tuneguard_data::augment::system_prompt_variants(
-            &train_ex,
+            &train.examples,
             a.system_prompt_copies,
             &a.system_prompts,
             recipe.train.seed,
@@ -268,30 +349,109 @@ pub fn prepare(recipe: &Recipe, cx: &PrepareCtx, progress: &mut dyn Progress) ->
                 a.system_prompts.len()
             }
         ));
-        train_ex.extend(copies.into_iter().map(|(_, e)| e));
+        for (i, e) in copies {
+            let at = Loc { augmented: true, ..train.at[i].clone() };
+            train.push(e, at);
+        }
     }
-    let val_ex = val.examples;
     let topts = TokenizeOptions { max_len: recipe.data.max_len, overflow: recipe.data.overflow };
-    let lint_data = super::preflight::LintData { train: &train_ex, val: &val_ex, tokenize: topts };
-    let lints = super::preflight::run_lint(recipe, cx.loaded, cx.data_template, &lint_data, progress)?;
-    let tokenized = tok.tokenize_all(&train_ex, topts).and_then(|t| {
-        let v = if val_ex.is_empty() { (Vec::new(), Default::default()) } else { tok.tokenize_all(&val_ex, topts)? };
-        Ok((t, v))
-    });
-    let ((train, tstats), (val, vstats)) = match tokenized {
+    let train_lines: Vec<usize> = train.at.iter().map(|l| l.line).collect();
+    let lint_data = super::preflight::LintData {
+        train: &train.examples,
+        train_lines: &train_lines,
+        val: &val.examples,
+        tokenize: topts,
+    };
+    let lints = match super::preflight::run_lint(recipe, cx.loaded, cx.data_template, &lint_data, progress) {
+        Err(RunError::AuditInput(tuneguard_audit::AuditError::Data(DataError::Tokenize { example, reason }))) => {
+            return Err(unrenderable("training", &train.at, example, reason))
+        }
+        other => other?,
+    };
+    let t = tok.tokenize_each(&train.examples, topts)?;
+    let v = tok.tokenize_each(&val.examples, topts)?;
+    // Rows left out here join the rows the loader rejected, before anything can stop the run.
+    let dropped = dropped_rows(&[(&t.dropped, &train), (&v.dropped, &val)], max_bytes)?;
+    if !dropped.is_empty() {
+        rejected.extend(dropped);
+        tuneguard_data::rejected::write_rejected(&rejected_path, &rejected)?;
+    }
+    let checked = t
+        .check()
+        .map_err(|e| named("training", &train.at, e))
+        .and_then(|()| v.check().map_err(|e| named("validation", &val.at, e)));
+    let (t, v) = match checked {
         Err(e) if cx.audit_only => {
             progress.message(&format!("the data cannot be tokenized for training: {e}"));
             Default::default()
         }
-        other => other?,
+        Err(e) => return Err(e),
+        Ok(()) => (t, v),
     };
-    summary.train_examples = train.len();
-    summary.val_examples = val.len();
-    summary.truncated = tstats.truncated;
-    summary.dropped = tstats.dropped_too_long + tstats.dropped_no_supervised;
-    summary.tokenize = tstats;
-    summary.val_tokenize = vstats;
-    Ok(Prepared { train, val, summary, rejected, lints })
+    let dropped = |s: &TokenizeStats| s.dropped_too_long + s.dropped_no_supervised + s.dropped_template_error;
+    summary.train_examples = t.examples.len();
+    summary.val_examples = v.examples.len();
+    summary.truncated = t.stats.truncated;
+    summary.dropped = dropped(&t.stats);
+    summary.val_truncated = v.stats.truncated;
+    summary.val_dropped = dropped(&v.stats);
+    summary.tokenize = t.stats;
+    summary.val_tokenize = v.stats;
+    Ok(Prepared { train: t.examples, val: v.examples, summary, rejected, lints })
+}
+
+/// The error for a set no example of which the chat template can render, naming the first.
+fn unrenderable(set: &'static str, at: &[Loc], example: usize, reason: String) -> RunError {
+    let at = at.get(example).map_or_else(|| format!("example {example}"), Loc::to_string);
+    RunError::Unrenderable { set, at, reason }
+}
+
+/// A tokenization error of `set`, naming the row instead of the example's index.
+fn named(set: &'static str, at: &[Loc], e: DataError) -> RunError {
+    match e {
+        DataError::Tokenize { example, reason } => unrenderable(set, at, example, reason),
+        other => other.into(),
+    }
+}
+
+/// The examples tokenization left out, as `rejected.jsonl` rows (each set's in line order), with
+/// their raw text read back from the data files.
+fn dropped_rows(sets: &[(&[Dropped], &Rows)], max_bytes: Option<usize>) -> Result<Vec<Rejected>> {
+    let mut wanted: BTreeMap<&Path, Vec<usize>> = BTreeMap::new();
+    for (dropped, rows) in sets {
+        for d in dropped.iter() {
+            let at = &rows.at[d.index];
+            wanted.entry(&at.path).or_default().push(at.line);
+        }
+    }
+    let mut raw: HashMap<&Path, HashMap<usize, String>> = HashMap::new();
+    for (path, lines) in wanted {
+        raw.insert(path, tuneguard_data::raw_rows(path, &lines)?);
+    }
+    let mut out = Vec::new();
+    for (dropped, rows) in sets {
+        let mut set: Vec<Rejected> = dropped
+            .iter()
+            .map(|d| {
+                let at = &rows.at[d.index];
+                let mut reason = d.reason.clone();
+                if let (Some(bytes), Some(max)) = (at.cut_from, max_bytes) {
+                    reason.push_str(&format!(
+                        "; the row has {bytes} bytes of text, cut to its first {max} before tokenizing (token counts \
+                         are of that part)"
+                    ));
+                }
+                if at.augmented {
+                    reason = format!("augmented copy (varied system prompt): {reason}");
+                }
+                let raw = raw.get(at.path.as_ref()).and_then(|r| r.get(&at.line)).cloned().unwrap_or_default();
+                Rejected { path: at.path.to_path_buf(), line: at.line, kind: d.kind, reason, raw }
+            })
+            .collect();
+        set.sort_by_key(|r| r.line);
+        out.extend(set);
+    }
+    Ok(out)
 }
 
 /// Checks the data files against the recipe's manifest and trusted keys, before any is read.
@@ -326,8 +486,8 @@ fn remove_leaks(recipe: &Recipe, train: &Rows, val: &mut Rows, s: &mut DataSumma
             s.leaks.push(LeakReport {
                 kind: format!("{:?}", l.kind).to_lowercase(),
                 jaccard: l.jaccard,
-                val_row: val.at[l.val_index].clone(),
-                train_row: train.at[l.train_index].clone(),
+                val_row: val.at[l.val_index].to_string(),
+                train_row: train.at[l.train_index].to_string(),
                 text,
             });
         }

@@ -29,6 +29,10 @@ pub enum RunError {
     /// The loss watchdog: a non-finite loss, or one far above the first step's.
     #[error("training diverged at step {step}: loss {loss} ({why}); lower optim.lr or check the data")]
     Diverged { step: u64, loss: f64, why: String },
+    /// The chat template renders no example of a set (one it cannot render is dropped alone);
+    /// `at` is the first one's `file:line`.
+    #[error("{at}: {reason} (the chat template renders none of the {set} examples)")]
+    Unrenderable { set: &'static str, at: String, reason: String },
     /// The data guard stopped the run (a check set to `fail`, or a lint error).
     #[error("data guard: {0}")]
     Audit(String),
