@@ -2,10 +2,13 @@
 //! known line, everything else clean.
 //!
 //! Clean rows: the first row of every Super-NaturalInstructions task (different tasks, different
-//! definitions), except task128, whose definition is word for word task126's: the near-duplicate
-//! check compares whole examples, and there the shared definition dominates (estimated Jaccard
-//! 0.90), so that pair is a near duplicate by design. Fresh rows for the bad fixtures come from
-//! the Self-Instruct seed tasks.
+//! definitions), except task128, whose definition is word for word task126's: when the corpus
+//! was made the near-duplicate check compared whole examples, and there the shared definition
+//! dominated (estimated Jaccard 0.90). Rows with the same instruction are now compared on their
+//! input and answer; the corpus is kept as it was. Fresh rows for the bad fixtures come from the
+//! Self-Instruct seed tasks.
+//!
+//! Then the whole SuperNI sample, clean by default, and planted near copies of its rows.
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -242,5 +245,75 @@ fn fail_action_names_the_first_failing_row() -> Result<()> {
     let first = corpus.planted.iter().find(|p| p.check == CheckId::ExactDuplicate).context("exact")?;
     let msg = report.failed().context("a fail action fired")?;
     assert!(msg.starts_with(&format!("{}:{}: exact_duplicate: ", corpus.path.display(), first.line)), "{msg}");
+    Ok(())
+}
+
+fn superni() -> PathBuf {
+    shared_dir().join("data/instruction/superni_en_shared.jsonl")
+}
+
+#[test]
+fn clean_superni_loses_at_most_half_a_percent_by_default() -> Result<()> {
+    // Rows that share a task definition and differ in input or answer are not duplicates: whole
+    // rows compared, 1,863 of these 12,800 rows (14.6 %) were near duplicates.
+    let report = checks::audit_files(&[superni()], &AuditConfig::default(), &AuditOptions::default())?;
+    let (read, lost, near) = (report.rows.read, report.rows.quarantined, report.counts[&CheckId::NearDuplicate].found);
+    assert_eq!(read, 12_800);
+    assert!(lost * 200 <= read, "{lost} of {read} rows quarantined");
+    assert!(near * 200 <= read, "{near} of {read} rows are near duplicates");
+    Ok(())
+}
+
+/// A copy of `row` with the middle word of `key` replaced.
+fn one_word_changed(row: &Value, key: &str) -> Value {
+    let t = text(row, key);
+    let mut words: Vec<&str> = t.split(' ').collect();
+    let mid = words.len() / 2;
+    words[mid] = if words[mid] == "zebra" { "giraffe" } else { "zebra" };
+    set(row, key, json!(words.join(" ")))
+}
+
+#[test]
+fn planted_near_copies_of_superni_rows_are_still_caught() -> Result<()> {
+    let rows = read_rows("instruction/superni_en_shared.jsonl")?;
+    // The first row of each task whose input and answer hold 80 words or more (one changed word
+    // is then well above the threshold, see the near-duplicate docs), from 20 tasks.
+    let words =
+        |r: &Value| text(r, "context").split_whitespace().count() + text(r, "response").split_whitespace().count();
+    let mut tasks = BTreeSet::new();
+    let sources: Vec<usize> =
+        (0..rows.len()).filter(|&i| words(&rows[i]) >= 80 && tasks.insert(text(&rows[i], "task"))).take(20).collect();
+    ensure!(sources.len() == 20, "{} source rows", sources.len());
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("superni_with_copies.jsonl");
+    let mut out = std::fs::read_to_string(superni())?;
+    // (line of the copy, line of its source, changed field)
+    let mut planted = Vec::new();
+    for &i in &sources {
+        for key in ["context", "response"] {
+            out += &serde_json::to_string(&one_word_changed(&rows[i], key))?;
+            out.push('\n');
+            planted.push((rows.len() + planted.len() + 1, i + 1, key));
+        }
+    }
+    std::fs::write(&path, out)?;
+    let find = |report: &AuditReport, line: usize| -> Option<(CheckId, usize)> {
+        let f = report.findings.iter().find(|f| f.row.line == line && f.action.removes_row())?;
+        Some((f.check, f.related()?.line))
+    };
+    // Defaults: a changed input is a near duplicate (of the rest after the shared instruction);
+    // a changed answer to the same prompt is a conflicting answer.
+    let report = audit(&path, &AuditConfig::default())?;
+    for &(line, src, key) in &planted {
+        let want = if key == "context" { CheckId::NearDuplicate } else { CheckId::ConflictingAnswer };
+        assert_eq!(find(&report, line), Some((want, src)), "copy at line {line} of line {src}, {key} changed");
+    }
+    // Without the conflict check the changed answers are near duplicates too.
+    let mut cfg = AuditConfig::default();
+    cfg.actions.insert("conflicting_answer".into(), Action::Off);
+    let report = audit(&path, &cfg)?;
+    for &(line, src, key) in &planted {
+        assert_eq!(find(&report, line), Some((CheckId::NearDuplicate, src)), "copy at {line} of {src}, {key} changed");
+    }
     Ok(())
 }
