@@ -317,3 +317,43 @@ fn planted_near_copies_of_superni_rows_are_still_caught() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn audit_outputs_stay_a_pair_when_the_quarantine_cannot_be_written() -> Result<()> {
+    // The new audit.json used to be written first and left beside the old quarantine.jsonl when
+    // the quarantine failed (full disk; here its data file is gone when it is re-read).
+    let dir = tempfile::tempdir()?;
+    let corpus = build(dir.path())?;
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out)?;
+    let old = audit(&corpus.path, &AuditConfig::default())?;
+    assert_eq!(checks::write_audit_outputs(&out, &old)?, old.rows.quarantined);
+    let listing = |d: &Path| -> Result<Vec<(String, Vec<u8>)>> {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir(d)? {
+            let e = e?;
+            v.push((e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path())?));
+        }
+        v.sort();
+        Ok(v)
+    };
+    let before = listing(&out)?;
+    assert_eq!(before.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["audit.json", "quarantine.jsonl"]);
+
+    let mut cfg = AuditConfig::default();
+    cfg.actions.insert("length_outlier".into(), Action::Quarantine);
+    let new = audit(&corpus.path, &cfg)?;
+    assert!(new.rows.quarantined > old.rows.quarantined);
+    let moved = dir.path().join("moved.jsonl");
+    std::fs::rename(&corpus.path, &moved)?;
+    let err = checks::write_audit_outputs(&out, &new).err().context("the quarantine cannot be written")?;
+    assert!(err.to_string().contains("corpus.jsonl"), "{err}");
+    assert_eq!(listing(&out)?, before, "the old pair, untouched, and no temporary file");
+
+    std::fs::rename(&moved, &corpus.path)?;
+    assert_eq!(checks::write_audit_outputs(&out, &new)?, new.rows.quarantined);
+    let v: Value = serde_json::from_slice(&std::fs::read(out.join("audit.json"))?)?;
+    let q = std::fs::read_to_string(out.join("quarantine.jsonl"))?;
+    assert_eq!(v["rows"]["quarantined"], q.lines().count(), "the new pair belongs together");
+    Ok(())
+}

@@ -86,8 +86,7 @@ pub fn run(args: AuditArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out).map_err(|err| AuditError::Io { path: args.out.clone(), err })?;
     let audit_json = args.out.join("audit.json");
     let quarantine = args.out.join("quarantine.jsonl");
-    checks::write_audit_json(&audit_json, &report)?;
-    let quarantined = checks::write_quarantine(&quarantine, &report)?;
+    let quarantined = checks::write_audit_outputs(&args.out, &report)?;
 
     let r = report.rows;
     out!(

@@ -38,8 +38,7 @@ pub fn audit(
         keep_clean: false,
     };
     let report = checks::audit_files(files, &recipe.audit.checks, &opts)?;
-    checks::write_audit_json(&out.join("audit.json"), &report)?;
-    let n = checks::write_quarantine(&out.join("quarantine.jsonl"), &report)?;
+    let n = checks::write_audit_outputs(out, &report)?;
     let found: Vec<(String, usize, String)> = report
         .counts
         .iter()
