@@ -46,6 +46,10 @@ pub(crate) struct RunData {
     pub audit: Option<Value>,
 }
 
+/// The files that make a folder a run folder: a report of a folder with none of them would say
+/// nothing.
+pub(crate) const RUN_FILES: [&str; 3] = ["metrics.jsonl", "summary.json", "config.toml"];
+
 /// Reads a file, `None` when it does not exist.
 fn read_optional(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
@@ -139,6 +143,21 @@ impl RunData {
         let audit_path = dir.join("audit.json");
         let audit = read_optional(&audit_path)?.map(|t| parse_json(&audit_path, &t)).transpose()?;
         Ok(Self { name, metrics_found: metrics.is_some(), metrics_path, train, evals, summary, config, audit })
+    }
+
+    /// Refuses a folder that holds none of [`RUN_FILES`] (a wrong path), so that no report is
+    /// written into it.
+    ///
+    /// # Errors
+    /// `NotADirectory`, or `NotARun` naming the missing files.
+    pub fn require_run_folder(dir: &Path) -> Result<()> {
+        if !dir.is_dir() {
+            return Err(ReportError::NotADirectory { path: dir.to_path_buf() });
+        }
+        if RUN_FILES.iter().any(|f| dir.join(f).exists()) {
+            return Ok(());
+        }
+        Err(ReportError::NotARun { path: dir.to_path_buf() })
     }
 
     /// Whether `metrics.jsonl` recorded any step.

@@ -203,3 +203,26 @@ fn write_run_report_is_atomic_and_world_readable() {
     write_loss_plot_svg(dir.path(), &svg_out).expect("svg");
     assert_eq!(std::fs::read_to_string(&svg_out).expect("read"), loss_plot_svg(dir.path()).expect("svg"));
 }
+
+#[test]
+fn a_folder_that_is_not_a_run_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("notes.txt"), "not a run").expect("write");
+    let err = write_run_report(dir.path()).expect_err("refused");
+    assert!(matches!(&err, ReportError::NotARun { path } if path == dir.path()), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: not a run folder (no metrics.jsonl, summary.json or config.toml; give the output.dir of `tuneguard train`)",
+            dir.path().display()
+        )
+    );
+    let svg = dir.path().join("loss.svg");
+    assert!(matches!(write_loss_plot_svg(dir.path(), &svg), Err(ReportError::NotARun { .. })));
+    let names: Vec<_> =
+        std::fs::read_dir(dir.path()).expect("ls").filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    assert_eq!(names, ["notes.txt"]);
+    // One of the three files is enough: a run that stopped early still gets its report.
+    std::fs::write(dir.path().join("config.toml"), "[train]\nloss_ema = 0.9\n").expect("write");
+    assert_eq!(write_run_report(dir.path()).expect("report"), dir.path().join("report.html"));
+}
