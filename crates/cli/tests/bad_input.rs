@@ -527,7 +527,10 @@ fn closed_stdout_is_not_a_crash() {
 #[test]
 fn closed_stdout_is_not_a_crash_for_the_data_commands() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tuneguard_model::testutil::repo_root().join("data/quickstart/selfinstruct_seed_tasks.jsonl");
+    // A copy beside the manifest: `data lock` refuses data outside the manifest's folder.
+    let data = tmp.path().join("selfinstruct_seed_tasks.jsonl");
+    std::fs::copy(tuneguard_model::testutil::repo_root().join("data/quickstart/selfinstruct_seed_tasks.jsonl"), &data)
+        .unwrap();
     let (out_dir, manifest) = (tmp.path().join("audit"), tmp.path().join("m.json"));
     for args in
         [vec!["audit", s(&data), "--out", s(&out_dir)], vec!["data", "lock", s(&data), "--manifest", s(&manifest)]]
