@@ -185,9 +185,8 @@ fn data_rows(summary: &Map<String, Value>) -> Vec<(String, String)> {
         return rows;
     };
     for (key, label) in DATA_ROWS {
-        match data.get(key) {
-            Some(v @ (Value::Number(_) | Value::Bool(_) | Value::String(_))) => rows.push((label.into(), fmt_value(v))),
-            _ => {}
+        if let Some(v @ (Value::Number(_) | Value::Bool(_) | Value::String(_))) = data.get(key) {
+            rows.push((label.into(), fmt_value(v)));
         }
     }
     let mut rest = Vec::new();
