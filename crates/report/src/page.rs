@@ -139,7 +139,7 @@ fn summary_rows(run: &RunData) -> Vec<(String, Option<String>)> {
 }
 
 /// The counts of the summary's `data` object in the order the pipeline makes them, with labels.
-const DATA_ROWS: [(&str, &str); 15] = [
+const DATA_ROWS: [(&str, &str); 17] = [
     ("rows_read", "rows read"),
     ("rejected", "rejected by the loader (rejected.jsonl)"),
     ("quarantined", "quarantined by the audit (quarantine.jsonl)"),
@@ -150,15 +150,18 @@ const DATA_ROWS: [(&str, &str); 15] = [
     ("leaked_exact", "validation examples removed: exact copies of training examples"),
     ("leaked_near", "validation examples removed: near copies of training examples"),
     ("unused", "training examples left out (data.max_train_examples)"),
+    ("cut_before_tokenizing", "rows cut before tokenizing (more text than max_len tokens hold)"),
     ("truncated", "training examples truncated to max_len"),
-    ("dropped", "training examples dropped (too long, or nothing supervised)"),
-    ("val_dropped", "validation examples dropped"),
+    ("dropped", "training examples dropped at tokenization"),
+    ("val_truncated", "validation examples truncated to max_len"),
+    ("val_dropped", "validation examples dropped at tokenization"),
     ("augmented", "augmented copies added to training"),
     ("augmentation", "augmentation"),
 ];
 
-/// Keys of the data summary shown elsewhere (lists, the tokenization table).
-const DATA_ELSEWHERE: [&str; 4] = ["audit_findings", "leaks", "tokenize", "val_tokenize"];
+/// Keys of the data summary shown elsewhere (the audit section, the tokenization table) or not
+/// counts (lists of leaks and record shapes).
+const DATA_ELSEWHERE: [&str; 5] = ["audit_findings", "leaks", "shapes", "tokenize", "val_tokenize"];
 
 /// The rows of the tokenization table: a key of `tokenize` / `val_tokenize` and its label.
 const TOKENIZE_ROWS: [(&str, &str); 7] = [
@@ -185,9 +188,8 @@ fn data_rows(summary: &Map<String, Value>) -> Vec<(String, String)> {
         return rows;
     };
     for (key, label) in DATA_ROWS {
-        match data.get(key) {
-            Some(v @ (Value::Number(_) | Value::Bool(_) | Value::String(_))) => rows.push((label.into(), fmt_value(v))),
-            _ => {}
+        if let Some(v @ (Value::Number(_) | Value::Bool(_) | Value::String(_))) = data.get(key) {
+            rows.push((label.into(), fmt_value(v)));
         }
     }
     let mut rest = Vec::new();

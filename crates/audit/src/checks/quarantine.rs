@@ -38,8 +38,11 @@ pub(crate) fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Res
     tuneguard_fs::write_atomically(path, 0o644, tuneguard_fs::Existing::Replace, fill, fs_err)
 }
 
+/// What writes a file's content.
+type Fill<'a> = Box<dyn FnOnce(&mut dyn Write) -> Result<()> + 'a>;
+
 /// A file of a set written by [`write_together`], and what fills it.
-type Part<'a> = (PathBuf, Box<dyn FnOnce(&mut dyn Write) -> Result<()> + 'a>);
+type Part<'a> = (PathBuf, Fill<'a>);
 
 /// Stages every part, then removes the last part's old file and commits the parts in order (see
 /// the module docs): the last part is the commit record of the set.
@@ -228,11 +231,11 @@ fn fill_audit_json(path: &Path, report: &AuditReport, w: &mut dyn Write) -> Resu
 mod tests {
     use super::*;
 
-    fn fill(text: &'static str) -> Box<dyn FnOnce(&mut dyn Write) -> Result<()>> {
+    fn fill(text: &'static str) -> Fill<'static> {
         Box::new(move |w| w.write_all(text.as_bytes()).map_err(|e| fs_err(Path::new("x"), e)))
     }
 
-    fn failing() -> Box<dyn FnOnce(&mut dyn Write) -> Result<()>> {
+    fn failing() -> Fill<'static> {
         Box::new(|w| {
             w.write_all(b"half").map_err(|e| fs_err(Path::new("x"), e))?;
             Err(fs_err(Path::new("x"), std::io::Error::other("No space left on device")))
