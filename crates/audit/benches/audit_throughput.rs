@@ -9,7 +9,7 @@
 //! real data; in each later pass the words of every context and response are shuffled (seeded),
 //! so the row is new while the task definition repeats, as in real instruction data. Every 50th
 //! row is an earlier row with case and spacing changed (exact duplicate) and every 50th + 25 an
-//! earlier row with one word changed (near duplicate).
+//! earlier row with a word added to its response (a conflicting answer: the same prompt).
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -2,10 +2,13 @@
 //! known line, everything else clean.
 //!
 //! Clean rows: the first row of every Super-NaturalInstructions task (different tasks, different
-//! definitions), except task128, whose definition is word for word task126's: the near-duplicate
-//! check compares whole examples, and there the shared definition dominates (estimated Jaccard
-//! 0.90), so that pair is a near duplicate by design. Fresh rows for the bad fixtures come from
-//! the Self-Instruct seed tasks.
+//! definitions), except task128, whose definition is word for word task126's: when the corpus
+//! was made the near-duplicate check compared whole examples, and there the shared definition
+//! dominated (estimated Jaccard 0.90). Rows with the same instruction are now compared on their
+//! input and answer; the corpus is kept as it was. Fresh rows for the bad fixtures come from the
+//! Self-Instruct seed tasks.
+//!
+//! Then the whole SuperNI sample, clean by default, and planted near copies of its rows.
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -242,5 +245,115 @@ fn fail_action_names_the_first_failing_row() -> Result<()> {
     let first = corpus.planted.iter().find(|p| p.check == CheckId::ExactDuplicate).context("exact")?;
     let msg = report.failed().context("a fail action fired")?;
     assert!(msg.starts_with(&format!("{}:{}: exact_duplicate: ", corpus.path.display(), first.line)), "{msg}");
+    Ok(())
+}
+
+fn superni() -> PathBuf {
+    shared_dir().join("data/instruction/superni_en_shared.jsonl")
+}
+
+#[test]
+fn clean_superni_loses_at_most_half_a_percent_by_default() -> Result<()> {
+    // Rows that share a task definition and differ in input or answer are not duplicates: whole
+    // rows compared, 1,863 of these 12,800 rows (14.6 %) were near duplicates.
+    let report = checks::audit_files(&[superni()], &AuditConfig::default(), &AuditOptions::default())?;
+    let (read, lost, near) = (report.rows.read, report.rows.quarantined, report.counts[&CheckId::NearDuplicate].found);
+    assert_eq!(read, 12_800);
+    assert!(lost * 200 <= read, "{lost} of {read} rows quarantined");
+    assert!(near * 200 <= read, "{near} of {read} rows are near duplicates");
+    Ok(())
+}
+
+/// A copy of `row` with the middle word of `key` replaced.
+fn one_word_changed(row: &Value, key: &str) -> Value {
+    let t = text(row, key);
+    let mut words: Vec<&str> = t.split(' ').collect();
+    let mid = words.len() / 2;
+    words[mid] = if words[mid] == "zebra" { "giraffe" } else { "zebra" };
+    set(row, key, json!(words.join(" ")))
+}
+
+#[test]
+fn planted_near_copies_of_superni_rows_are_still_caught() -> Result<()> {
+    let rows = read_rows("instruction/superni_en_shared.jsonl")?;
+    // The first row of each task whose input and answer hold 80 words or more (one changed word
+    // is then well above the threshold, see the near-duplicate docs), from 20 tasks.
+    let words =
+        |r: &Value| text(r, "context").split_whitespace().count() + text(r, "response").split_whitespace().count();
+    let mut tasks = BTreeSet::new();
+    let sources: Vec<usize> =
+        (0..rows.len()).filter(|&i| words(&rows[i]) >= 80 && tasks.insert(text(&rows[i], "task"))).take(20).collect();
+    ensure!(sources.len() == 20, "{} source rows", sources.len());
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("superni_with_copies.jsonl");
+    let mut out = std::fs::read_to_string(superni())?;
+    // (line of the copy, line of its source, changed field)
+    let mut planted = Vec::new();
+    for &i in &sources {
+        for key in ["context", "response"] {
+            out += &serde_json::to_string(&one_word_changed(&rows[i], key))?;
+            out.push('\n');
+            planted.push((rows.len() + planted.len() + 1, i + 1, key));
+        }
+    }
+    std::fs::write(&path, out)?;
+    let find = |report: &AuditReport, line: usize| -> Option<(CheckId, usize)> {
+        let f = report.findings.iter().find(|f| f.row.line == line && f.action.removes_row())?;
+        Some((f.check, f.related()?.line))
+    };
+    // Defaults: a changed input is a near duplicate (of the rest after the shared instruction);
+    // a changed answer to the same prompt is a conflicting answer.
+    let report = audit(&path, &AuditConfig::default())?;
+    for &(line, src, key) in &planted {
+        let want = if key == "context" { CheckId::NearDuplicate } else { CheckId::ConflictingAnswer };
+        assert_eq!(find(&report, line), Some((want, src)), "copy at line {line} of line {src}, {key} changed");
+    }
+    // Without the conflict check the changed answers are near duplicates too.
+    let mut cfg = AuditConfig::default();
+    cfg.actions.insert("conflicting_answer".into(), Action::Off);
+    let report = audit(&path, &cfg)?;
+    for &(line, src, key) in &planted {
+        assert_eq!(find(&report, line), Some((CheckId::NearDuplicate, src)), "copy at {line} of {src}, {key} changed");
+    }
+    Ok(())
+}
+
+#[test]
+fn audit_outputs_stay_a_pair_when_the_quarantine_cannot_be_written() -> Result<()> {
+    // The new audit.json used to be written first and left beside the old quarantine.jsonl when
+    // the quarantine failed (full disk; here its data file is gone when it is re-read).
+    let dir = tempfile::tempdir()?;
+    let corpus = build(dir.path())?;
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out)?;
+    let old = audit(&corpus.path, &AuditConfig::default())?;
+    assert_eq!(checks::write_audit_outputs(&out, &old)?, old.rows.quarantined);
+    let listing = |d: &Path| -> Result<Vec<(String, Vec<u8>)>> {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir(d)? {
+            let e = e?;
+            v.push((e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path())?));
+        }
+        v.sort();
+        Ok(v)
+    };
+    let before = listing(&out)?;
+    assert_eq!(before.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["audit.json", "quarantine.jsonl"]);
+
+    let mut cfg = AuditConfig::default();
+    cfg.actions.insert("length_outlier".into(), Action::Quarantine);
+    let new = audit(&corpus.path, &cfg)?;
+    assert!(new.rows.quarantined > old.rows.quarantined);
+    let moved = dir.path().join("moved.jsonl");
+    std::fs::rename(&corpus.path, &moved)?;
+    let err = checks::write_audit_outputs(&out, &new).err().context("the quarantine cannot be written")?;
+    assert!(err.to_string().contains("corpus.jsonl"), "{err}");
+    assert_eq!(listing(&out)?, before, "the old pair, untouched, and no temporary file");
+
+    std::fs::rename(&moved, &corpus.path)?;
+    assert_eq!(checks::write_audit_outputs(&out, &new)?, new.rows.quarantined);
+    let v: Value = serde_json::from_slice(&std::fs::read(out.join("audit.json"))?)?;
+    let q = std::fs::read_to_string(out.join("quarantine.jsonl"))?;
+    assert_eq!(v["rows"]["quarantined"], q.lines().count(), "the new pair belongs together");
     Ok(())
 }

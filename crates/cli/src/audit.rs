@@ -1,6 +1,6 @@
 //! `tuneguard audit DATA... [--out DIR]` or `tuneguard audit RECIPE.toml`: the data guard alone. Writes `audit.json` and
 //! `quarantine.jsonl`, prints the counts per check; exit 1 when a check set to `fail` fired.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Result};
@@ -9,11 +9,21 @@ use tuneguard_audit::checks::{self, Action, AuditConfig, AuditOptions};
 use tuneguard_audit::AuditError;
 use tuneguard_data::{DataFormat, LoadOptions};
 
+/// Exit codes, as `tuneguard audit --help` lists them.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  nothing would stop training (rows may have been quarantined or warned about)
+  1  training would stop: a check set to `fail` fired, no usable row is left, or (recipe) a lint
+     error fired
+  2  bad input: a missing or unreadable file, an invalid recipe or option";
+
 #[derive(Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct AuditArgs {
     /// Data files (JSONL or CSV), audited together: a row is compared with the rows of earlier
-    /// files too.
-    #[arg(required = true)]
+    /// files too. Or one recipe (.toml): its data, split and lint, as `tuneguard train` checks
+    /// them before training.
+    #[arg(required = true, value_name = "DATA|RECIPE")]
     inputs: Vec<PathBuf>,
     /// Folder for audit.json and quarantine.jsonl (created if missing).
     #[arg(long, default_value = "tuneguard-audit")]
@@ -56,7 +66,21 @@ fn config(actions: &[String]) -> Result<AuditConfig, AuditError> {
     Ok(cfg)
 }
 
+/// A bad input path as an error: missing, or a folder.
+fn check_input(path: &Path) -> Result<(), AuditError> {
+    let reason = match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => "is a folder; give data files (JSONL or CSV) or a recipe (.toml)",
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist",
+        Err(err) => return Err(AuditError::Io { path: path.to_path_buf(), err }),
+    };
+    Err(AuditError::Input { path: path.to_path_buf(), reason: reason.into() })
+}
+
 pub fn run(args: AuditArgs) -> Result<()> {
+    for input in &args.inputs {
+        check_input(input)?;
+    }
     if let Some(recipe) = args.inputs.iter().find(|p| p.extension().is_some_and(|e| e == "toml")) {
         if args.inputs.len() > 1 || args.format.is_some() || !args.actions.is_empty() {
             return Err(AuditError::Input {
@@ -69,7 +93,8 @@ pub fn run(args: AuditArgs) -> Result<()> {
     }
     let cfg = config(&args.actions)?;
     for input in &args.inputs {
-        let same = |p: &std::path::Path| std::fs::canonicalize(p).ok() == std::fs::canonicalize(input).ok();
+        let input_at = std::fs::canonicalize(input).ok();
+        let same = |p: &Path| input_at.is_some() && std::fs::canonicalize(p).ok() == input_at;
         if same(&args.out.join("audit.json")) || same(&args.out.join("quarantine.jsonl")) {
             return Err(AuditError::Input {
                 path: input.clone(),
@@ -86,8 +111,7 @@ pub fn run(args: AuditArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out).map_err(|err| AuditError::Io { path: args.out.clone(), err })?;
     let audit_json = args.out.join("audit.json");
     let quarantine = args.out.join("quarantine.jsonl");
-    checks::write_audit_json(&audit_json, &report)?;
-    let quarantined = checks::write_quarantine(&quarantine, &report)?;
+    let quarantined = checks::write_audit_outputs(&args.out, &report)?;
 
     let r = report.rows;
     out!(

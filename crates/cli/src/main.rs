@@ -30,7 +30,7 @@ use clap::{Parser, Subcommand};
     about = "Fine-tune Llama-family LLMs and guard the run against the classic fine-tuning mistakes"
 )]
 struct Cli {
-    /// Worker threads for the matmuls, 1-256 (default: all cores).
+    /// Worker threads (model compute and data checks), 1-256 (default: all cores).
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: Option<u16>,
     /// Log more (repeat for debug output); RUST_LOG overrides.
@@ -106,7 +106,7 @@ fn main() -> ExitCode {
                 || e.downcast_ref::<tuneguard_train::run::RunError>().is_some()
                 || e.downcast_ref::<tuneguard_data::provenance::ProvenanceError>().is_some()
                 || e.downcast_ref::<tuneguard_report::ReportError>().is_some()
-                || e.downcast_ref::<model_path::MissingDefaultModel>().is_some();
+                || e.downcast_ref::<model_path::ModelPathError>().is_some();
             ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { 1 })
         }
     }

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tuneguard_train::recipe::Recipe;
-use tuneguard_train::run::{resume, run, EvalRecord, Progress, RunError, StepMetrics};
+use tuneguard_train::run::{lock, resume, run, EvalRecord, Progress, RunError, StepMetrics, LOCK_FILE};
 
 use crate::model_path;
 
@@ -61,7 +61,10 @@ impl Progress for Reporter {
 }
 
 pub fn run_cmd(args: TrainArgs) -> Result<()> {
-    let recipe = match (&args.resume, &args.recipe) {
+    // The run folder's lock is held until the report is written: a second run into the folder
+    // is refused meanwhile. A resume takes it before reading config.toml (which a starting run
+    // may not have written yet); a new run once the recipe and the model are known.
+    let (recipe, held) = match (&args.resume, &args.recipe) {
         (Some(dir), _) => {
             let fail = |reason: &str| RunError::Resume { dir: dir.clone(), reason: reason.into() };
             if !args.overrides.is_empty() {
@@ -70,18 +73,29 @@ pub fn run_cmd(args: TrainArgs) -> Result<()> {
                 );
             }
             let config = dir.join("config.toml");
+            let missing = || fail("no run here (config.toml is missing)");
+            // Only a run folder gets locked (a lock file alone: a run that is starting).
+            if !config.is_file() && !dir.join(LOCK_FILE).is_file() {
+                return Err(missing().into());
+            }
+            let held = lock(dir)?;
             if !config.is_file() {
-                return Err(fail("no run here (config.toml is missing)").into());
+                return Err(missing().into());
             }
             let mut recipe = Recipe::load(&config, &[])?;
             // The folder given is the run, wherever it was moved or copied to.
             recipe.output.dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
-            recipe
+            (recipe, Some(held))
         }
-        (None, Some(path)) => Recipe::load(path, &args.overrides)?,
+        (None, Some(path)) => (Recipe::load(path, &args.overrides)?, None),
         (None, None) => anyhow::bail!("give a recipe, or --resume OUT"),
     };
     let model = model_path::resolve(recipe.model.path.as_deref())?;
+    let held = match held {
+        Some(h) => h,
+        None => lock(&recipe.output.dir)?,
+    };
+    let command_line = command_line();
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = ProgressBar::new(0);
         b.set_style(
@@ -92,9 +106,9 @@ pub fn run_cmd(args: TrainArgs) -> Result<()> {
     });
     let mut reporter = Reporter { bar };
     let result = if args.resume.is_some() {
-        resume(&recipe, &model, &mut reporter)
+        resume(&recipe, &model, &held, &command_line, &mut reporter)
     } else {
-        run(&recipe, &model, args.overwrite, &mut reporter)
+        run(&recipe, &model, args.overwrite, &held, &command_line, &mut reporter)
     };
     if let Some(b) = &reporter.bar {
         b.finish_and_clear();
@@ -135,5 +149,17 @@ pub fn run_cmd(args: TrainArgs) -> Result<()> {
     }
     let written = if recipe.is_full() { "model" } else { "adapter" };
     out!("wrote {}", recipe.output.dir.join(written).display());
+    drop(held);
     Ok(())
+}
+
+/// The command line as typed, with the program's file name (not its path) first, for the run's
+/// record.
+fn command_line() -> Vec<String> {
+    let mut args = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
+    let program = args
+        .next()
+        .map(|p| std::path::Path::new(&p).file_name().map_or(p.clone(), |n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "tuneguard".into());
+    std::iter::once(program).chain(args).collect()
 }

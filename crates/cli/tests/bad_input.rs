@@ -223,6 +223,25 @@ fn missing_model_path() {
     assert_mentions(&line, &["/nonexistent/x.gguf", "no such file"]);
 }
 
+/// `TUNEGUARD_MODEL` naming a missing file used to be skipped silently (the default model was
+/// used instead); it must be an error naming the variable and the path.
+#[test]
+fn tuneguard_model_pointing_to_missing_file_is_an_error() {
+    let missing = "/nonexistent/typo.gguf";
+    for args in [&["inspect"][..], &["generate", "--prompt", "Hi"][..]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tuneguard"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env("TUNEGUARD_MODEL", missing)
+            .output()
+            .expect("cannot run the tuneguard binary");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert_mentions(&stderr, &["error: TUNEGUARD_MODEL", missing, "does not exist"]);
+    }
+}
+
 #[test]
 fn text_file_is_not_a_model() {
     let dir = tempfile::tempdir().unwrap();
@@ -508,7 +527,10 @@ fn closed_stdout_is_not_a_crash() {
 #[test]
 fn closed_stdout_is_not_a_crash_for_the_data_commands() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tuneguard_model::testutil::repo_root().join("data/quickstart/selfinstruct_seed_tasks.jsonl");
+    // A copy beside the manifest: `data lock` refuses data outside the manifest's folder.
+    let data = tmp.path().join("selfinstruct_seed_tasks.jsonl");
+    std::fs::copy(tuneguard_model::testutil::repo_root().join("data/quickstart/selfinstruct_seed_tasks.jsonl"), &data)
+        .unwrap();
     let (out_dir, manifest) = (tmp.path().join("audit"), tmp.path().join("m.json"));
     for args in
         [vec!["audit", s(&data), "--out", s(&out_dir)], vec!["data", "lock", s(&data), "--manifest", s(&manifest)]]

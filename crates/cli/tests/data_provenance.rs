@@ -126,3 +126,42 @@ fn keygen_refuses_to_overwrite() {
     // alice's new key no longer matches the signature made with the old one.
     run_bad(dir.path(), &verify_args(&[]), &["untrusted key"]);
 }
+
+/// A secret key given as a trusted key used to be reported as a "malformed key file".
+#[test]
+fn secret_key_passed_as_trusted_key_says_so() {
+    let (dir, _) = setup();
+    let args = ["data", "verify", "--manifest", "data.lock.json", "--trusted-key", "alice.key", "seed.jsonl"];
+    run_bad(dir.path(), &args, &["alice.key is a secret key; pass the .pub file"]);
+}
+
+/// A manifest entry that leaves the manifest's folder (`..`, an absolute path) used to verify,
+/// also signed by a trusted key and with the right size and hash: refused by `data verify` and
+/// by `train`'s `data.manifest` check (before the model is touched), naming the entry.
+#[test]
+fn manifest_entry_outside_its_folder_is_refused() {
+    let (dir, _) = setup();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("locks")).unwrap();
+    let text = std::fs::read_to_string(d.join("data.lock.json")).unwrap();
+    let abs = d.join("seed.jsonl").canonicalize().unwrap().to_str().unwrap().to_string();
+    for entry in ["../seed.jsonl", abs.as_str()] {
+        let edited = text.replace("\"path\": \"seed.jsonl\"", &format!("\"path\": {entry:?}"));
+        assert_ne!(edited, text);
+        std::fs::write(d.join("locks/data.lock.json"), edited).unwrap();
+        run_ok(d, &["data", "sign", "--manifest", "locks/data.lock.json", "--key", "alice.key"]);
+        let verify = ["data", "verify", "--manifest", "locks/data.lock.json", "--trusted-key", "alice.pub"];
+        let quoted = format!("`{entry}`");
+        run_bad(d, &verify, &["locks/data.lock.json", &quoted, "outside the manifest's folder"]);
+        let recipe = d.join("recipe.toml");
+        std::fs::write(
+            &recipe,
+            "[model]\npath = \"no-model-needed.gguf\"\n[data]\ntrain = \"seed.jsonl\"\n\
+             manifest = \"locks/data.lock.json\"\ntrusted_keys = [\"alice.pub\"]\n[output]\ndir = \"run\"\n",
+        )
+        .unwrap();
+        run_bad(d, &["train", "recipe.toml"], &[&quoted, "outside the manifest's folder"]);
+    }
+    // `data lock` does not write such an entry.
+    run_bad(d, &["data", "lock", "seed.jsonl", "--manifest", "locks/data.lock.json"], &["seed.jsonl", "outside"]);
+}

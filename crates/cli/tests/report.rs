@@ -48,3 +48,25 @@ fn bad_run_folders_exit_2_with_one_error_line_naming_the_file() {
         assert!(stderr.starts_with(&format!("error: {want}")), "{stderr}");
     }
 }
+
+#[test]
+fn report_of_a_folder_that_is_not_a_run_exits_2_and_writes_nothing() {
+    // It used to write an all-"n/a" report.html and exit 0.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("notes.txt"), "not a run").expect("write");
+    let svg = dir.path().join("loss.svg");
+    let out = tuneguard(&[dir.path(), Path::new("--loss-svg"), &svg]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr,
+        format!(
+            "error: {}: not a run folder (no metrics.jsonl, summary.json or config.toml; give the output.dir of \
+             `tuneguard train`)\n",
+            dir.path().display()
+        )
+    );
+    let names: Vec<_> =
+        std::fs::read_dir(dir.path()).expect("ls").filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    assert_eq!(names, ["notes.txt"], "nothing written");
+}

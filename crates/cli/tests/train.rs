@@ -190,3 +190,168 @@ fn the_loss_watchdog_stops_a_diverging_run() {
     assert!(err.contains("training diverged at step"), "{err}");
     assert!(!d.path().join("run/summary.json").exists(), "a diverged run writes no summary");
 }
+
+/// `optim.weight_decay=inf` used to pass and turn the loss into NaN; it must stop with exit 2
+/// before the model is even looked at (here it does not exist).
+#[test]
+fn weight_decay_inf_is_rejected_before_loading() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("r.toml");
+    std::fs::write(&p, "[model]\npath = \"missing.gguf\"\n[data]\ntrain = \"x.jsonl\"\n[output]\ndir = \"o\"\n")
+        .unwrap();
+    let out = tuneguard(&["train", p.to_str().unwrap(), "optim.weight_decay=inf"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err.trim(),
+        "error: invalid recipe value `optim.weight_decay`: must be a finite number >= 0, got inf",
+        "one line naming the key, the range and the value"
+    );
+    assert!(!d.path().join("o").exists(), "nothing is created");
+}
+
+/// A `data.max_len` beyond the model's context is refused from the model's header, before
+/// the weights are loaded.
+#[test]
+fn max_len_above_the_context_length_is_rejected_before_loading() {
+    if require_default_model().is_none() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = recipe(d.path(), &quickstart_data());
+    let out = tuneguard(&["train", r.to_str().unwrap(), "data.max_len=8193"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("loading"), "{err}");
+    assert!(err.contains("`data.max_len`") && err.contains("8193") && err.contains("8192 tokens"), "{err}");
+}
+
+/// Waits until `child` holds the lock of the run folder `dir` (its process id is in `.lock`).
+fn wait_for_lock(child: &mut std::process::Child, dir: &Path) {
+    let holder = || std::fs::read_to_string(dir.join(".lock")).ok().and_then(|t| t.trim().parse::<u32>().ok());
+    let t0 = std::time::Instant::now();
+    while holder() != Some(child.id()) {
+        assert!(child.try_wait().unwrap().is_none(), "the first run ended before it locked its folder");
+        assert!(t0.elapsed().as_secs() < 120, "the first run never locked its folder");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Two runs into one folder used to both run, interleaving metrics.jsonl and leaving one's
+/// config beside the other's adapter. The second (a plain run, `--overwrite` or `--resume`)
+/// must refuse while the first runs, naming the folder, and touch nothing.
+#[test]
+fn second_run_into_same_folder_refuses() {
+    if require_default_model().is_none() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = recipe(d.path(), &quickstart_data());
+    let r = r.to_str().unwrap();
+    let run = d.path().join("run");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_tuneguard"))
+        .args(["train", r, "data.max_train_examples=8", "train.max_steps=2", "train.eval_steps=1"])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_lock(&mut first, &run);
+    let config = std::fs::read_to_string(run.join("config.toml")).ok();
+    for args in [vec!["train", r], vec!["train", r, "--overwrite"], vec!["train", "--resume", run.to_str().unwrap()]] {
+        let out = tuneguard(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("run: another tuneguard run") && err.contains(&format!("process {}", first.id())),
+            "{err}"
+        );
+        if args.len() == 2 {
+            // Read here, while the first run is still writing (config.toml may not exist yet).
+            assert!(!run.join("report.html").exists(), "the refused run wrote a report");
+        }
+    }
+    let out = first.wait_with_output().unwrap();
+    assert!(out.status.success(), "the first run was disturbed: {}", String::from_utf8_lossy(&out.stderr));
+    let written = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    if let Some(c) = config {
+        assert_eq!(c, written, "config.toml is the first run's");
+    }
+    let command_line: Vec<String> =
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
+            ["run"]["command_line"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+    assert!(command_line.contains(&"train.eval_steps=1".to_string()), "{command_line:?}");
+    // Two train lines and three evaluations (base, step 1, step 2): nothing interleaved.
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 5, "{metrics}");
+    // Once the first run has ended, its folder is free again.
+    assert!(tuneguard(&["train", r, "train.max_steps=1", "data.max_train_examples=2", "--overwrite"]).status.success());
+}
+
+/// config.toml had an empty `[model]` and no trace of who started the run: it now records the
+/// tool version, the start time, the command line and the model's absolute path and sha256
+/// (summary.json too), and a resume refuses a different model file. Also: the base model's
+/// evaluation is announced, and a warm-up as long as the run is a logged, listed warning.
+#[test]
+fn run_folder_records_the_model_and_resume_refuses_a_different_model_file() {
+    if require_default_model().is_none() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("model.gguf");
+    std::fs::copy(require_default_model().unwrap(), &model).unwrap();
+    let r = recipe(d.path(), &quickstart_data());
+    let text = std::fs::read_to_string(&r).unwrap();
+    let line = text.lines().find(|l| l.starts_with("path = ")).unwrap().to_string();
+    std::fs::write(&r, text.replace(&line, "path = \"model.gguf\"")).unwrap();
+    let r = r.to_str().unwrap();
+    let args =
+        ["train", r, "data.max_train_examples=4", "train.max_steps=1", "train.eval_steps=1", "optim.warmup_steps=1"];
+    let out = tuneguard(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("evaluating the base model on 3 validation examples...\nbase model: val loss "), "{err}");
+    assert!(err.contains("warning: optim.warmup_steps = 1 is not below the run's 1 optimizer steps"), "{err}");
+
+    let run = d.path().join("run");
+    let sha = tuneguard_train::run::model_sha256(&model).unwrap();
+    let abs = model.to_str().unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let rec = summary["run"].as_object().unwrap();
+    let mut keys: Vec<&str> = rec.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["command_line", "model_path", "model_sha256", "started", "tool_version"], "exactly these");
+    assert_eq!(rec["tool_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(rec["model_path"], abs);
+    assert_eq!(rec["model_sha256"], sha.as_str());
+    let started = rec["started"].as_str().unwrap();
+    let rfc3339 = started.len() == 20 && started.as_bytes()[10] == b'T' && started.ends_with('Z');
+    assert!(rfc3339 && started.starts_with("20"), "RFC 3339 UTC: {started}");
+    let mut expected = vec!["tuneguard".to_string()];
+    expected.extend(args.iter().map(|a| a.to_string()));
+    assert_eq!(rec["command_line"], serde_json::json!(expected));
+    assert!(summary["warnings"][0].as_str().unwrap().starts_with("optim.warmup_steps = 1"), "{summary}");
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let recorded = tuneguard_train::recipe::Recipe::load(&run.join("config.toml"), &[]).unwrap().run.unwrap();
+    assert_eq!((recorded.model_path.as_str(), recorded.model_sha256.as_str()), (abs, sha.as_str()));
+    assert_eq!((recorded.started.as_str(), recorded.command_line), (started, expected));
+
+    // The finished run, made resumable again, with another file under the model's name.
+    std::fs::remove_file(run.join("summary.json")).unwrap();
+    let mut bytes = std::fs::read(&model).unwrap();
+    bytes.push(0);
+    std::fs::write(&model, bytes).unwrap();
+    let out = tuneguard(&["train", "--resume", run.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("loading"), "refused before loading: {err}");
+    assert!(err.contains("is not the one the run started with") && err.contains(&sha) && err.contains(abs), "{err}");
+    assert_eq!(std::fs::read_to_string(run.join("config.toml")).unwrap(), config, "config.toml is kept");
+}

@@ -1,7 +1,11 @@
 //! tuneguard-fs: files that readers never see half-written. A file is filled in a temporary file
-//! in the same folder, flushed to disk, given its mode and renamed over the target.
+//! in the same folder, flushed to disk, given its mode and renamed over the target. And folders
+//! that only one writer at a time fills ([`lock_dir`]).
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+mod lock;
+pub use lock::{lock_dir, DirLock, LockError, LOCK_FILE};
 
 /// What to do when the target exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,10 +29,30 @@ pub fn write_atomically<E>(
     fill: impl FnOnce(&mut dyn Write) -> Result<(), E>,
     io_err: impl Fn(&Path, std::io::Error) -> E,
 ) -> Result<(), E> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    stage(path, mode, fill, &io_err)?.commit(existing, io_err)
+}
+
+/// A file written in full, flushed to disk and given its mode under a temporary name in its
+/// target's folder, but not yet in place: [`Staged::commit`] renames it over the target, and
+/// dropping it removes it. Files that belong together are staged first, each of them, and
+/// committed only once all are complete.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+}
+
+/// Stages `path` through `fill` (the first half of [`write_atomically`]).
+///
+/// # Errors
+/// As [`write_atomically`], except the rename.
+pub fn stage<E>(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut dyn Write) -> Result<(), E>,
+    io_err: impl Fn(&Path, std::io::Error) -> E,
+) -> Result<Staged, E> {
+    let dir = parent(path);
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io_err(dir, e))?;
     {
         let mut w = BufWriter::new(tmp.as_file_mut());
@@ -43,11 +67,48 @@ pub fn write_atomically<E>(
     }
     #[cfg(not(unix))]
     let _ = mode;
-    let persisted = match existing {
-        Existing::Replace => tmp.persist(path),
-        Existing::Refuse => tmp.persist_noclobber(path),
-    };
-    persisted.map(|_| ()).map_err(|e| io_err(path, e.error))
+    Ok(Staged { tmp, path: path.to_path_buf() })
+}
+
+impl Staged {
+    /// The target.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the staged file over its target (or, with [`Existing::Refuse`], only where there
+    /// is none).
+    ///
+    /// # Errors
+    /// `io_err` of the target.
+    pub fn commit<E>(self, existing: Existing, io_err: impl Fn(&Path, std::io::Error) -> E) -> Result<(), E> {
+        let persisted = match existing {
+            Existing::Replace => self.tmp.persist(&self.path),
+            Existing::Refuse => self.tmp.persist_noclobber(&self.path),
+        };
+        persisted.map(|_| ()).map_err(|e| io_err(&self.path, e.error))
+    }
+}
+
+/// Flushes `dir`'s entries to disk, so renames into it survive a power cut (Unix; elsewhere a
+/// no-op).
+///
+/// # Errors
+/// When `dir` cannot be opened or synced.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// The folder of `path` ("." for a bare file name).
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
 }
 
 /// [`write_atomically`] of bytes, replacing the target, mode 0o644.
@@ -102,6 +163,21 @@ mod tests {
         assert!(failed.is_err());
         assert_eq!(std::fs::read(&p)?, b"good");
         assert_eq!(std::fs::read_dir(dir.path())?.count(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn staged_files_appear_only_when_committed() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("f.txt");
+        write_bytes(&p, b"old", io)?;
+        let staged = stage(&p, 0o644, |w| w.write_all(b"new"), io)?;
+        assert_eq!((std::fs::read(&p)?, std::fs::read_dir(dir.path())?.count()), (b"old".to_vec(), 2));
+        drop(staged);
+        assert_eq!((std::fs::read(&p)?, std::fs::read_dir(dir.path())?.count()), (b"old".to_vec(), 1));
+        stage(&p, 0o644, |w| w.write_all(b"new"), io)?.commit(Existing::Replace, io)?;
+        sync_dir(dir.path())?;
+        assert_eq!((std::fs::read(&p)?, std::fs::read_dir(dir.path())?.count()), (b"new".to_vec(), 1));
         Ok(())
     }
 }

@@ -70,6 +70,20 @@ pub fn locate(path: &Path) -> Result<ModelLocation> {
     Err(ModelError::UnknownFormat { path: path.to_path_buf() })
 }
 
+/// A model's config alone, from the GGUF header or `config.json`: no weight, tokenizer or chat
+/// template is read, so a caller can check its settings (e.g. a context length) before paying
+/// for a load.
+///
+/// # Errors
+/// As [`locate`], and the config's own errors, naming the file.
+pub fn read_config(path: &Path) -> Result<ModelConfig> {
+    let location = locate(path)?;
+    match location.format {
+        ModelFormat::Gguf => ModelConfig::from_gguf(&GgufFile::open(&location.path)?),
+        ModelFormat::Safetensors => ModelConfig::from_hf_config(&location.path.join("config.json")),
+    }
+}
+
 /// A model ready to run.
 pub struct LoadedModel {
     pub location: ModelLocation,

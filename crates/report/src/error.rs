@@ -5,6 +5,9 @@ use std::path::PathBuf;
 pub enum ReportError {
     #[error("{path}: not a run folder (no such directory)")]
     NotADirectory { path: PathBuf },
+    /// A folder without metrics.jsonl, summary.json and config.toml.
+    #[error("{path}: not a run folder (no metrics.jsonl, summary.json or config.toml; give the output.dir of `tuneguard train`)")]
+    NotARun { path: PathBuf },
     #[error("cannot read {path}: {err}")]
     Read { path: PathBuf, err: std::io::Error },
     /// A line of `metrics.jsonl` that is not a JSON object (1-based line number).

@@ -28,10 +28,14 @@ pub fn render_run_report(run_dir: &Path) -> Result<String> {
 }
 
 /// Writes the report to `run_dir/report.html` atomically (mode 0644) and returns that path.
+/// A folder that holds none of `metrics.jsonl`, `summary.json` and `config.toml` is refused
+/// and nothing is written: a report of it would be all "n/a".
 ///
 /// # Errors
-/// As [`render_run_report`], and `Write` when the folder is not writable.
+/// As [`render_run_report`], `NotARun` for such a folder, and `Write` when the folder is not
+/// writable.
 pub fn write_run_report(run_dir: &Path) -> Result<PathBuf> {
+    RunData::require_run_folder(run_dir)?;
     let html = render_run_report(run_dir)?;
     let path = run_dir.join("report.html");
     write_atomic(&path, &html)?;
@@ -55,8 +59,9 @@ pub fn loss_plot_svg(run_dir: &Path) -> Result<String> {
 /// Writes [`loss_plot_svg`] to `out` atomically (mode 0644).
 ///
 /// # Errors
-/// As [`loss_plot_svg`], and `Write` naming `out`.
+/// As [`loss_plot_svg`], `NotARun` as [`write_run_report`], and `Write` naming `out`.
 pub fn write_loss_plot_svg(run_dir: &Path, out: &Path) -> Result<()> {
+    RunData::require_run_folder(run_dir)?;
     write_atomic(out, &loss_plot_svg(run_dir)?)
 }
 

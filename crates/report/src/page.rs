@@ -12,7 +12,8 @@ h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid 
 table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:.25em .7em;text-align:left}\
 th{background:#f4f4f4;font-weight:normal}td.num{text-align:right;font-variant-numeric:tabular-nums}\
 figure{margin:1em 0}svg{max-width:100%;height:auto}pre{background:#f7f7f7;padding:.8em;overflow-x:auto}\
-.na{color:#888}.alarm{color:#b00}";
+.na{color:#888}.alarm{color:#b00}td{vertical-align:top}ul.examples{margin:0;padding-left:1.1em}\
+code{overflow-wrap:anywhere}.quiet{color:#555}";
 
 /// A JSON value as table text: integers plainly, floats to 4 decimals (scientific when tiny).
 pub(crate) fn fmt_value(v: &Value) -> String {
@@ -64,6 +65,41 @@ fn kv_table(rows: &[(String, String)]) -> Markup {
     }
 }
 
+/// `args` as one shell line: arguments with spaces or shell characters in single quotes.
+pub(crate) fn shell_join(args: &[Value]) -> String {
+    let quote = |a: &str| {
+        let plain = !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+        if plain {
+            a.to_string()
+        } else {
+            format!("'{}'", a.replace('\'', "'\\''"))
+        }
+    };
+    args.iter()
+        .map(|a| quote(a.as_str().map_or_else(|| a.to_string(), str::to_string).as_str()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Where the run came from (the summary's `run` object, when present): start time, command
+/// line, tool version and model.
+fn run_info_rows(run: &RunData) -> Vec<(String, Option<String>)> {
+    let Some(info) = run.run_info() else { return Vec::new() };
+    let text = |k: &str| info.get(k).and_then(Value::as_str).map(str::to_string);
+    let command = info.get("command_line").and_then(Value::as_array).map(|a| shell_join(a));
+    [
+        ("started", text("started")),
+        ("command line", command),
+        ("tuneguard version", text("tool_version")),
+        ("model", text("model_path")),
+        ("model sha256", text("model_sha256")),
+    ]
+    .into_iter()
+    .filter(|(_, v)| v.is_some())
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 /// Steps, time, throughput, losses, best step and stop reason.
 fn summary_rows(run: &RunData) -> Vec<(String, Option<String>)> {
     let s = &run.summary;
@@ -84,7 +120,8 @@ fn summary_rows(run: &RunData) -> Vec<(String, Option<String>)> {
         let enabled = es.and_then(|e| e.get("enabled")).and_then(Value::as_bool);
         (enabled == Some(true) && run.stop_step().is_none()).then(|| "not stopped early (ran all steps)".to_string())
     });
-    let mut rows = vec![
+    let mut rows = run_info_rows(run);
+    rows.extend([
         ("steps".into(), steps),
         ("time".into(), num(s.get("seconds")).map(duration)),
         ("tokens/s".into(), num(s.get("tokens_per_s")).map(|v| format!("{v:.1}"))),
@@ -94,26 +131,105 @@ fn summary_rows(run: &RunData) -> Vec<(String, Option<String>)> {
         ("training loss, final".into(), get("final_train_loss")),
         ("best step".into(), best),
         ("stop reason".into(), stop),
-    ];
+    ]);
     if let Some(from) = get("resumed_from_step") {
         rows.push(("resumed from step".into(), Some(from)));
     }
     rows
 }
 
-/// The `data` object's numeric keys; older summaries kept the counts at the top level.
+/// The counts of the summary's `data` object in the order the pipeline makes them, with labels.
+const DATA_ROWS: [(&str, &str); 15] = [
+    ("rows_read", "rows read"),
+    ("rejected", "rejected by the loader (rejected.jsonl)"),
+    ("quarantined", "quarantined by the audit (quarantine.jsonl)"),
+    ("audit_warned", "kept with audit warnings"),
+    ("train_examples", "training examples"),
+    ("val_examples", "validation examples"),
+    ("val_source", "validation examples from"),
+    ("leaked_exact", "validation examples removed: exact copies of training examples"),
+    ("leaked_near", "validation examples removed: near copies of training examples"),
+    ("unused", "training examples left out (data.max_train_examples)"),
+    ("truncated", "training examples truncated to max_len"),
+    ("dropped", "training examples dropped (too long, or nothing supervised)"),
+    ("val_dropped", "validation examples dropped"),
+    ("augmented", "augmented copies added to training"),
+    ("augmentation", "augmentation"),
+];
+
+/// Keys of the data summary shown elsewhere (lists, the tokenization table).
+const DATA_ELSEWHERE: [&str; 4] = ["audit_findings", "leaks", "tokenize", "val_tokenize"];
+
+/// The rows of the tokenization table: a key of `tokenize` / `val_tokenize` and its label.
+const TOKENIZE_ROWS: [(&str, &str); 7] = [
+    ("examples", "examples"),
+    ("kept", "kept"),
+    ("truncated", "truncated to max_len"),
+    ("dropped_too_long", "dropped: too long"),
+    ("dropped_no_supervised", "dropped: nothing supervised"),
+    ("tokens", "tokens"),
+    ("supervised_tokens", "supervised tokens"),
+];
+
+/// The data summary as (label, value): the known counts in pipeline order, then every other
+/// numeric key (a count added later) under its dotted key. Older summaries kept the counts at
+/// the top level; they are listed by key.
 fn data_rows(summary: &Map<String, Value>) -> Vec<(String, String)> {
     let mut rows = Vec::new();
-    if let Some(data) = summary.get("data") {
-        flatten("", data, &mut rows);
+    let Some(data) = summary.get("data").and_then(Value::as_object) else {
+        for key in ["train_examples", "val_examples", "rejected_rows", "tokenize", "val_tokenize"] {
+            if let Some(v) = summary.get(key) {
+                flatten(key, v, &mut rows);
+            }
+        }
         return rows;
-    }
-    for key in ["train_examples", "val_examples", "rejected_rows", "tokenize", "val_tokenize"] {
-        if let Some(v) = summary.get(key) {
-            flatten(key, v, &mut rows);
+    };
+    for (key, label) in DATA_ROWS {
+        match data.get(key) {
+            Some(v @ (Value::Number(_) | Value::Bool(_) | Value::String(_))) => rows.push((label.into(), fmt_value(v))),
+            _ => {}
         }
     }
+    let mut rest = Vec::new();
+    for (key, v) in data {
+        if !DATA_ROWS.iter().any(|(k, _)| k == key) && !DATA_ELSEWHERE.contains(&key.as_str()) {
+            flatten(key, v, &mut rest);
+        }
+    }
+    rows.extend(rest);
     rows
+}
+
+/// The tokenization of the training and validation examples side by side (`tokenize` and
+/// `val_tokenize` of the data summary), known rows first, then any other numeric key.
+fn tokenize_table(summary: &Map<String, Value>) -> Option<Markup> {
+    let data = summary.get("data")?;
+    let (train, val) =
+        (data.get("tokenize").and_then(Value::as_object), data.get("val_tokenize").and_then(Value::as_object));
+    if train.is_none() && val.is_none() {
+        return None;
+    }
+    let mut keys: Vec<(String, String)> = TOKENIZE_ROWS.iter().map(|(k, l)| (k.to_string(), l.to_string())).collect();
+    let mut extra: Vec<&String> = train.iter().chain(val.iter()).flat_map(|o| o.keys()).collect();
+    extra.sort();
+    extra.dedup();
+    keys.extend(
+        extra.into_iter().filter(|k| !TOKENIZE_ROWS.iter().any(|(t, _)| t == *k)).map(|k| (k.clone(), k.clone())),
+    );
+    let cell =
+        |o: Option<&Map<String, Value>>, k: &str| o.and_then(|o| o.get(k)).filter(|v| v.is_number()).map(fmt_value);
+    let rows: Vec<(String, Option<String>, Option<String>)> = keys
+        .into_iter()
+        .map(|(k, label)| (label, cell(train, &k), cell(val, &k)))
+        .filter(|(_, t, v)| t.is_some() || v.is_some())
+        .collect();
+    let value = |v: &Option<String>| html! { @if let Some(v) = v { (v) } @else { (na()) } };
+    Some(html! {
+        table {
+            tr { th { "tokenization" } th { "training" } th { "validation" } }
+            @for (label, t, v) in &rows { tr { th { (label) } td.num { (value(t)) } td.num { (value(v)) } } }
+        }
+    })
 }
 
 /// Alarm lines: the summary's `alarms`, else the evaluations flagged `overfitting_alarm`.
@@ -189,13 +305,86 @@ fn charts(run: &RunData) -> Result<Markup> {
     Ok(html! { h2 { "Training curves" } (loss) (lr) (tps) })
 }
 
+/// Examples listed per check that fired.
+const AUDIT_EXAMPLES: usize = 3;
+
+/// The data audit (`audit.json`): the row totals, the checks that fired with their action and
+/// first findings (file:line and reason), and the checks that found nothing in one line.
+/// An older `audit.json` whose counts are plain numbers is shown as a table of them.
 fn audit_section(audit: &Value) -> Markup {
-    let mut rows = Vec::new();
-    if let Some(counts) = audit.get("counts").filter(|c| c.is_object()) {
-        flatten("", counts, &mut rows);
+    let Some(counts) = audit.get("counts").and_then(Value::as_object) else {
+        return html! { pre { (serde_json::to_string_pretty(audit).unwrap_or_default()) } };
+    };
+    if !counts.values().all(Value::is_object) {
+        let mut rows = Vec::new();
+        flatten("", &Value::Object(counts.clone()), &mut rows);
         return kv_table(&rows);
     }
-    html! { pre { (serde_json::to_string_pretty(audit).unwrap_or_default()) } }
+    let found = |c: &Value| c.get("found").and_then(Value::as_u64).unwrap_or(0);
+    let (fired, quiet): (Vec<_>, Vec<_>) = counts.iter().partition(|(_, c)| found(c) > 0);
+    let findings: Vec<&Value> =
+        audit.get("findings").and_then(Value::as_array).map(|f| f.iter().collect()).unwrap_or_default();
+    let example = |f: &Value| {
+        let file = f.get("file").and_then(Value::as_str).unwrap_or("?");
+        let line = f.get("line").map(fmt_value).unwrap_or_else(|| "?".into());
+        let reason = f.get("reason").and_then(Value::as_str).unwrap_or("");
+        (format!("{file}:{line}"), reason.to_string())
+    };
+    let rows = audit.get("rows");
+    let count = |k: &str| rows.and_then(|r| r.get(k)).map(fmt_value).unwrap_or_else(|| "n/a".into());
+    let totals = rows.map(|_| {
+        format!(
+            "{} rows audited: {} clean, {} kept with warnings, {} quarantined.",
+            count("read"),
+            count("clean"),
+            count("warned"),
+            count("quarantined")
+        )
+    });
+    let length = audit.get("length").filter(|l| l.is_object()).map(|l| {
+        let v = |k: &str| num(l.get(k)).map(|x| format!("{x:.0}")).unwrap_or_else(|| "n/a".into());
+        let unit = l.get("unit").and_then(Value::as_str).unwrap_or("");
+        let z = num(l.get("z")).map_or_else(|| "n/a".into(), |z| z.to_string());
+        format!(
+            "Lengths: median {} {unit}; outside {}–{} is an outlier (modified z > {z}).",
+            v("median"),
+            v("lower"),
+            v("upper")
+        )
+    });
+    let failed = audit.get("failed").and_then(Value::as_str);
+    html! {
+        @if let Some(t) = &totals { p { (t) } }
+        @if let Some(f) = failed { p.alarm { "The audit failed: " (f) } }
+        @if fired.is_empty() { p { "No check found anything." } } @else {
+            table {
+                tr { th { "check" } th { "rows" } th { "action" } th { "first findings" } }
+                @for (id, c) in &fired {
+                    @let listed: Vec<&&Value> = findings.iter().filter(|f| f.get("check").and_then(Value::as_str) == Some(id.as_str())).collect();
+                    tr {
+                        th { (id) }
+                        td.num { (found(c)) }
+                        td { (c.get("action").and_then(Value::as_str).unwrap_or("n/a")) }
+                        td {
+                            ul.examples {
+                                @for f in listed.iter().take(AUDIT_EXAMPLES) {
+                                    @let (at, reason) = example(f);
+                                    li { code { (at) } ": " (reason) }
+                                }
+                                @if found(c) as usize > AUDIT_EXAMPLES.min(listed.len()) {
+                                    li.quiet { "and " (found(c) as usize - AUDIT_EXAMPLES.min(listed.len())) " more (audit.json, quarantine.jsonl)" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !quiet.is_empty() {
+            p.quiet { "No findings: " (quiet.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", ")) "." }
+        }
+        @if let Some(l) = &length { p.quiet { (l) } }
+    }
 }
 
 /// The whole report page.
@@ -229,6 +418,7 @@ pub(crate) fn page(run: &RunData) -> Result<String> {
                 @if !run.evals.is_empty() { h2 { "Evaluations" } (evals_table(run)) }
                 h2 { "Data" }
                 @if data.is_empty() { p { (na()) } } @else { (kv_table(&data)) }
+                @if let Some(t) = tokenize_table(&run.summary) { (t) }
                 h2 { "Final metrics" }
                 @if finals.is_empty() { p { (na()) } } @else { (kv_table(&finals)) }
                 h2 { "Alarms" }
@@ -274,10 +464,11 @@ mod tests {
 
     #[test]
     fn data_rows_show_every_numeric_key_and_fall_back_to_old_summaries() {
+        // Known counts in pipeline order with their labels, then other numeric keys by name.
         let new =
             json!({"data": {"rows_read": 10, "rejected": 1, "custom_count": 3, "note": "x"}, "train_examples": 9});
         let rows = data_rows(new.as_object().expect("object"));
-        let want = [("custom_count", "3"), ("rejected", "1"), ("rows_read", "10")];
+        let want = [("rows read", "10"), ("rejected by the loader (rejected.jsonl)", "1"), ("custom_count", "3")];
         assert_eq!(rows, want.map(|(k, v)| (k.to_string(), v.to_string())));
         let old = json!({"train_examples": 145, "tokenize": {"kept": 145}, "steps": 38});
         let rows = data_rows(old.as_object().expect("object"));

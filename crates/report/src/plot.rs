@@ -22,6 +22,8 @@ pub(crate) const Y_LABEL_AREA: u32 = 80;
 pub(crate) const X_LABEL_AREA: u32 = 50;
 
 pub(crate) const TRAIN_COLOR: RGBColor = RGBColor(31, 119, 180);
+/// The smoothed training loss: a darker blue, drawn over the raw one.
+pub(crate) const SMOOTH_COLOR: RGBColor = RGBColor(8, 48, 107);
 pub(crate) const VAL_COLOR: RGBColor = RGBColor(255, 127, 14);
 pub(crate) const BEST_COLOR: RGBColor = RGBColor(44, 160, 44);
 pub(crate) const STOP_COLOR: RGBColor = RGBColor(214, 39, 40);
@@ -177,7 +179,8 @@ fn points(run: &RunData, f: impl Fn(&crate::run::TrainPoint) -> Option<f64>) -> 
     run.train.iter().filter_map(|p| f(p).map(|v| (p.step, v))).collect()
 }
 
-/// Training loss per step and validation loss per evaluation, with best/stop markers.
+/// Training loss per step (raw, and smoothed over it) and validation loss per evaluation, with
+/// best/stop markers.
 pub(crate) fn loss_chart(run: &RunData) -> Chart {
     let val = run.val_points();
     let mut series = vec![Series {
@@ -187,6 +190,10 @@ pub(crate) fn loss_chart(run: &RunData) -> Chart {
         points: points(run, |p| p.loss),
         dots: false,
     }];
+    let (label, smoothed) = run.smoothed_train_loss();
+    if !smoothed.is_empty() {
+        series.push(Series { label, color: SMOOTH_COLOR, stroke: 2, points: smoothed, dots: false });
+    }
     if !val.is_empty() {
         series.push(Series { label: "validation loss".into(), color: VAL_COLOR, stroke: 2, points: val, dots: true });
     }

@@ -43,7 +43,21 @@ pub(crate) struct RunData {
     pub evals: Vec<EvalPoint>,
     pub summary: Map<String, Value>,
     pub config: Option<String>,
+    /// `train.loss_ema` of `config.toml` (the smoothing of the training loss).
+    pub loss_ema: Option<f64>,
     pub audit: Option<Value>,
+}
+
+/// The files that make a folder a run folder: a report of a folder with none of them would say
+/// nothing.
+pub(crate) const RUN_FILES: [&str; 3] = ["metrics.jsonl", "summary.json", "config.toml"];
+
+/// `train.loss_ema` of a `config.toml` text; `None` when absent or when the text does not parse
+/// (the config is shown as it is either way).
+fn loss_ema(config: &str) -> Option<f64> {
+    let table = config.parse::<toml::Table>().ok()?;
+    let beta = table.get("train")?.get("loss_ema")?;
+    beta.as_float().or_else(|| beta.as_integer().map(|i| i as f64)).filter(|b| (0.0..1.0).contains(b))
 }
 
 /// Reads a file, `None` when it does not exist.
@@ -136,9 +150,64 @@ impl RunData {
             None => Map::new(),
         };
         let config = read_optional(&dir.join("config.toml"))?;
+        let loss_ema = config.as_deref().and_then(loss_ema);
         let audit_path = dir.join("audit.json");
         let audit = read_optional(&audit_path)?.map(|t| parse_json(&audit_path, &t)).transpose()?;
-        Ok(Self { name, metrics_found: metrics.is_some(), metrics_path, train, evals, summary, config, audit })
+        Ok(Self {
+            name,
+            metrics_found: metrics.is_some(),
+            metrics_path,
+            train,
+            evals,
+            summary,
+            config,
+            loss_ema,
+            audit,
+        })
+    }
+
+    /// Refuses a folder that holds none of [`RUN_FILES`] (a wrong path), so that no report is
+    /// written into it.
+    ///
+    /// # Errors
+    /// `NotADirectory`, or `NotARun` naming the missing files.
+    pub fn require_run_folder(dir: &Path) -> Result<()> {
+        if !dir.is_dir() {
+            return Err(ReportError::NotADirectory { path: dir.to_path_buf() });
+        }
+        if RUN_FILES.iter().any(|f| dir.join(f).exists()) {
+            return Ok(());
+        }
+        Err(ReportError::NotARun { path: dir.to_path_buf() })
+    }
+
+    /// The training loss smoothed as `tuneguard train` smooths it: with β = `train.loss_ema`,
+    /// e ← β·e + (1 − β)·loss from e = 0 at every step, bias-corrected to e / (1 − βⁿ) after n
+    /// steps (so the eval lines' `train_loss_smoothed` are points of it). Without β, the eval
+    /// lines' values. The label names the smoothing.
+    pub fn smoothed_train_loss(&self) -> (String, Vec<(f64, f64)>) {
+        if let Some(beta) = self.loss_ema {
+            let (mut ema, mut n) = (0.0, 0i32);
+            let pts = self
+                .train
+                .iter()
+                .filter_map(|p| {
+                    let loss = p.loss?;
+                    ema = beta * ema + (1.0 - beta) * loss;
+                    n = n.saturating_add(1);
+                    Some((p.step, ema / (1.0 - beta.powi(n))))
+                })
+                .collect();
+            return (format!("training loss, smoothed (EMA {beta})"), pts);
+        }
+        let pts =
+            self.evals.iter().filter_map(|e| num(e.raw.get("train_loss_smoothed")).map(|v| (e.step, v))).collect();
+        ("training loss, smoothed".into(), pts)
+    }
+
+    /// The summary's `run` object (tool version, start time, command line, model), if any.
+    pub fn run_info(&self) -> Option<&Map<String, Value>> {
+        self.summary.get("run").and_then(Value::as_object)
     }
 
     /// Whether `metrics.jsonl` recorded any step.

@@ -203,3 +203,180 @@ fn write_run_report_is_atomic_and_world_readable() {
     write_loss_plot_svg(dir.path(), &svg_out).expect("svg");
     assert_eq!(std::fs::read_to_string(&svg_out).expect("read"), loss_plot_svg(dir.path()).expect("svg"));
 }
+
+/// A real run's folder: `tuneguard train configs/quickstart.toml train.max_steps=6` (evaluations
+/// at steps 0, 5 and 6), with the repository path shortened to /repo, and the `run` object and
+/// `data.val_dropped` (the validation example `val_tokenize` dropped) added by hand, as newer
+/// runs write them.
+fn real_run() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/quickstart-6-steps")
+}
+
+/// The page's text between `<h2>{from}</h2>` and the next `<h2>`.
+fn section(html: &str, from: &str) -> String {
+    let start = html.find(&format!("<h2>{from}</h2>")).unwrap_or_else(|| panic!("no section {from}"));
+    let rest = &html[start + from.len() + 9..];
+    rest[..rest.find("<h2>").unwrap_or(rest.len())].to_string()
+}
+
+/// `(header, cells)` of every table row of an HTML fragment, as text.
+fn table_rows(fragment: &str) -> Vec<Vec<String>> {
+    let doc = Html::parse_fragment(fragment);
+    let tr = Selector::parse("tr").expect("selector");
+    let cell = Selector::parse("th, td").expect("selector");
+    doc.select(&tr)
+        .map(|r| r.select(&cell).map(|c| c.text().collect::<String>().trim().to_string()).collect())
+        .collect()
+}
+
+#[test]
+fn summary_shows_where_the_run_came_from_when_the_summary_says() {
+    let html = render_run_report(&real_run()).expect("html");
+    let rows = table_rows(&section(&html, "Summary"));
+    let want = [
+        ["started", "2026-12-01T23:10:00Z"],
+        ["command line", "tuneguard train configs/quickstart.toml train.max_steps=6 output.dir=/tmp/qs --overwrite"],
+        ["tuneguard version", "0.1.0"],
+        ["model", "/repo/models/SmolLM2-135M-Instruct.Q4_1.gguf"],
+        ["model sha256", "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"],
+        ["steps", "6"],
+    ];
+    assert_eq!(rows[..6], want.map(|r| r.map(String::from).to_vec()));
+    // Older runs have no `run` object: no such rows, and no n/a for them.
+    let fixture = render_run_report(fixture().path()).expect("html");
+    assert!(!fixture.contains("command line") && !fixture.contains("model sha256"));
+    assert_eq!(
+        shell_join_of(&["tuneguard", "train", "a b.toml", "x='1'"]),
+        "tuneguard train 'a b.toml' 'x='\\''1'\\'''"
+    );
+}
+
+fn shell_join_of(args: &[&str]) -> String {
+    crate::page::shell_join(&args.iter().map(|a| serde_json::Value::from(*a)).collect::<Vec<_>>())
+}
+
+#[test]
+fn data_section_reads_in_pipeline_order_with_labels_and_a_tokenization_table() {
+    let html = render_run_report(&real_run()).expect("html");
+    let rows = table_rows(&section(&html, "Data"));
+    let want: &[&[&str]] = &[
+        &["rows read", "175"],
+        &["rejected by the loader (rejected.jsonl)", "0"],
+        &["quarantined by the audit (quarantine.jsonl)", "0"],
+        &["kept with audit warnings", "3"],
+        &["training examples", "145"],
+        &["validation examples", "24"],
+        &["validation examples from", "split"],
+        &["validation examples removed: exact copies of training examples", "0"],
+        &["validation examples removed: near copies of training examples", "0"],
+        &["training examples left out (data.max_train_examples)", "0"],
+        &["training examples truncated to max_len", "0"],
+        &["training examples dropped (too long, or nothing supervised)", "5"],
+        &["validation examples dropped", "1"],
+        &["augmented copies added to training", "0"],
+        &["tokenization", "training", "validation"],
+        &["examples", "150", "25"],
+        &["kept", "145", "24"],
+        &["truncated to max_len", "0", "0"],
+        &["dropped: too long", "5", "1"],
+        &["dropped: nothing supervised", "0", "0"],
+        &["tokens", "19033", "2733"],
+        &["supervised tokens", "7943", "1060"],
+    ];
+    assert_eq!(rows, want.iter().map(|r| r.iter().map(|c| c.to_string()).collect::<Vec<_>>()).collect::<Vec<_>>());
+}
+
+#[test]
+fn audit_section_lists_the_checks_that_fired_with_their_first_findings() {
+    let html = render_run_report(&real_run()).expect("html");
+    let audit = section(&html, "Data audit");
+    assert!(audit.contains("<p>175 rows audited: 172 clean, 3 kept with warnings, 0 quarantined.</p>"), "{audit}");
+    let rows = table_rows(&audit);
+    let file = "data/quickstart/selfinstruct_seed_tasks.jsonl";
+    let row = |cells: [&str; 3], findings: String| {
+        cells.iter().map(|c| c.to_string()).chain(std::iter::once(findings)).collect::<Vec<String>>()
+    };
+    let want = vec![
+        row(["check", "rows", "action"], "first findings".into()),
+        row(
+            ["length_outlier", "1", "warn"],
+            format!("{file}:63: length 1411 tokens is an outlier (modified z 4.07; median 122 tokens)"),
+        ),
+        row(
+            ["pii_email", "2", "warn"],
+            format!(
+                "{file}:75: e-mail address em************om in message 1 (user) (2 in the row)\
+                 {file}:167: e-mail address al*****************om in message 1 (user)"
+            ),
+        ),
+        row(
+            ["pii_phone", "1", "warn"],
+            format!("{file}:75: phone number (1**********91 in message 1 (user) (2 in the row)"),
+        ),
+    ];
+    assert_eq!(rows, want);
+    assert!(audit.contains(
+        "No findings: bad_role, conflicting_answer, control_chars, empty_field, exact_duplicate, field_count, \
+         invalid_csv, invalid_json, invalid_utf8, missing_field, near_duplicate, no_assistant_turn, not_an_object, \
+         pii_card, pii_iban, unknown_format, wrong_type."
+    ));
+    assert!(
+        audit.contains("Lengths: median 122 tokens; outside 15–1000 is an outlier (modified z &gt; 3.5)."),
+        "{audit}"
+    );
+    assert!(!audit.contains(".found") && !audit.contains(".listed"));
+}
+
+#[test]
+fn smoothed_training_loss_is_the_ema_train_logged_and_is_drawn_over_the_raw_loss() {
+    let run = crate::run::RunData::read(&real_run()).expect("read");
+    assert_eq!(run.loss_ema, Some(0.9));
+    let (label, smoothed) = run.smoothed_train_loss();
+    assert_eq!(label, "training loss, smoothed (EMA 0.9)");
+    assert_eq!(smoothed.len(), 6);
+    // At the evaluations, train logged the same smoothing as `train_loss_smoothed`.
+    for e in run.evals.iter().filter(|e| e.step > 0.0) {
+        let logged = e.raw["train_loss_smoothed"].as_f64().expect("logged");
+        let at = smoothed.iter().find(|p| p.0 == e.step).expect("a point at the eval step").1;
+        assert!((at - logged).abs() < 1e-12, "step {}: {at} vs {logged}", e.step);
+    }
+    // Step 1 is the first loss itself (bias correction), step 2 by hand.
+    let (l1, l2) = (run.train[0].loss.expect("l1"), run.train[1].loss.expect("l2"));
+    assert_eq!(smoothed[0], (1.0, l1));
+    assert!((smoothed[1].1 - (0.9 * 0.1 * l1 + 0.1 * l2) / (1.0 - 0.81)).abs() < 1e-12);
+
+    let svg = loss_plot_svg(&real_run()).expect("svg");
+    let lines = polylines(&svg);
+    let of = |c| lines.iter().filter(|(s, _)| *s == hex(c)).map(|(_, p)| p.len()).collect::<Vec<_>>();
+    assert_eq!((of(TRAIN_COLOR), of(crate::plot::SMOOTH_COLOR)), (vec![6], vec![6]));
+    let texts = texts(&svg);
+    for t in ["training loss", "training loss, smoothed (EMA 0.9)", "validation loss"] {
+        assert!(texts.iter().any(|x| x == t), "legend {t:?} in {texts:?}");
+    }
+    // Without train.loss_ema in config.toml the eval lines' values are drawn (the fixture: four).
+    let run = crate::run::RunData::read(fixture().path()).expect("read");
+    assert_eq!(run.smoothed_train_loss().1.len(), 4);
+}
+
+#[test]
+fn a_folder_that_is_not_a_run_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("notes.txt"), "not a run").expect("write");
+    let err = write_run_report(dir.path()).expect_err("refused");
+    assert!(matches!(&err, ReportError::NotARun { path } if path == dir.path()), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: not a run folder (no metrics.jsonl, summary.json or config.toml; give the output.dir of `tuneguard train`)",
+            dir.path().display()
+        )
+    );
+    let svg = dir.path().join("loss.svg");
+    assert!(matches!(write_loss_plot_svg(dir.path(), &svg), Err(ReportError::NotARun { .. })));
+    let names: Vec<_> =
+        std::fs::read_dir(dir.path()).expect("ls").filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    assert_eq!(names, ["notes.txt"]);
+    // One of the three files is enough: a run that stopped early still gets its report.
+    std::fs::write(dir.path().join("config.toml"), "[train]\nloss_ema = 0.9\n").expect("write");
+    assert_eq!(write_run_report(dir.path()).expect("report"), dir.path().join("report.html"));
+}

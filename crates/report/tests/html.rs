@@ -61,3 +61,15 @@ fn pages_without_metrics_parse_without_errors() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn real_run_report_with_audit_data_and_run_sections_parses_without_errors() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/quickstart-6-steps");
+    let html = render_run_report(&dir).expect("html");
+    let doc = parse_strict(&html);
+    assert!(doc.errors.is_empty(), "parse errors: {:?}", doc.errors);
+    assert_eq!(select(&doc, "figure > svg").len(), 3);
+    // Summary, evaluations, data, tokenization, final metrics and audit.
+    assert_eq!(select(&doc, "table").len(), 6);
+    assert_eq!(select(&doc, "ul.examples li").len(), 4);
+}

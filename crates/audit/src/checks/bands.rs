@@ -9,7 +9,7 @@
 //! ids, so a row is compared with at most bands × cap earlier rows. A near duplicate is still
 //! found through the bands its own content decides, whose buckets are small; it can be missed
 //! only when every band it shares with its match is crowded. On the 1 M-row benchmark (2
-//! threads) the cap of 64 found 118,095 near duplicates in 36 s; uncapped: 119,982 (1.6 % more)
+//! threads, when whole rows were compared, see [`super::duplicates`]) the cap of 64 found 118,095 near duplicates in 36 s; uncapped: 119,982 (1.6 % more)
 //! in 120 s; a cap of 16: 115,422 in 30 s. (bands, rows) are chosen as in
 //! [`tuneguard_data::optimal_bands_rows`].
 use std::collections::HashMap;
@@ -49,11 +49,18 @@ impl CappedLsh {
     /// Adds `id` to each band's bucket that has room; false (nothing added) once the entry
     /// list would outgrow u32 indices.
     pub fn insert(&mut self, id: u32, sig: &[u32]) -> bool {
+        self.insert_in(0, id, sig)
+    }
+
+    /// [`Self::insert`] into the buckets of `group`: band keys are mixed with the group, so a
+    /// group's rows are candidates of each other only (up to 32-bit key collisions, which the
+    /// caller filters). Group 0 is [`Self::insert`]'s.
+    pub fn insert_in(&mut self, group: u64, id: u32, sig: &[u32]) -> bool {
         if self.entries.len() + self.tables.len() >= NONE as usize {
             return false;
         }
         for (band, table) in self.tables.iter_mut().enumerate() {
-            let Some(key) = band_key(sig, band, self.rows) else { break };
+            let Some(key) = band_key(sig, band, self.rows, group) else { break };
             let (head, len) = table.entry(key).or_insert((NONE, 0));
             if *len < BUCKET_CAP {
                 let at = self.entries.len() as u32;
@@ -67,9 +74,14 @@ impl CappedLsh {
 
     /// Ids sharing at least one band with `sig`, ascending, deduplicated.
     pub fn candidates(&self, sig: &[u32]) -> Vec<u32> {
+        self.candidates_in(0, sig)
+    }
+
+    /// [`Self::candidates`] among the ids inserted into `group`.
+    pub fn candidates_in(&self, group: u64, sig: &[u32]) -> Vec<u32> {
         let mut out = Vec::new();
         for (band, table) in self.tables.iter().enumerate() {
-            let Some(key) = band_key(sig, band, self.rows) else { break };
+            let Some(key) = band_key(sig, band, self.rows, group) else { break };
             let mut at = table.get(&key).map_or(NONE, |b| b.0);
             while let Some(&(id, next)) = self.entries.get(at as usize) {
                 out.push(id);
@@ -87,12 +99,15 @@ impl CappedLsh {
     }
 }
 
-/// 32-bit hash of band `band` of `sig`; `None` past the signature's end. Values are folded with
-/// MurmurHash3's 64-bit finalizer (A. Appleby), with the band number mixed in so equal values
-/// in different bands differ.
-fn band_key(sig: &[u32], band: usize, rows: usize) -> Option<u32> {
+/// 32-bit hash of band `band` of `sig` in `group`; `None` past the signature's end. Values are
+/// folded with MurmurHash3's 64-bit finalizer (A. Appleby), with the band number and the group
+/// mixed in so equal values in different bands or groups differ (group 0 adds nothing).
+fn band_key(sig: &[u32], band: usize, rows: usize, group: u64) -> Option<u32> {
     let values = sig.get(band * rows..(band + 1) * rows)?;
     let mut h = 0x9E37_79B9_7F4A_7C15u64 ^ band as u64;
+    if group != 0 {
+        h = fmix64(h ^ group);
+    }
     for &v in values {
         h = fmix64(h.wrapping_mul(0xff51_afd7_ed55_8ccd) ^ u64::from(v));
     }
@@ -141,5 +156,16 @@ mod tests {
         let want: Vec<u32> = (7..7 + BUCKET_CAP).collect();
         assert_eq!(lsh.candidates(&base), want);
         assert_eq!(lsh.entries(), bands * BUCKET_CAP as usize);
+    }
+
+    #[test]
+    fn groups_have_their_own_buckets() {
+        let mut lsh = CappedLsh::new(16, 0.5);
+        let sig: Vec<u32> = (0..16).collect();
+        lsh.insert_in(42, 1, &sig);
+        lsh.insert(2, &sig);
+        assert_eq!(lsh.candidates_in(42, &sig), [1]);
+        assert_eq!(lsh.candidates_in(43, &sig), Vec::<u32>::new());
+        assert_eq!(lsh.candidates(&sig), [2]);
     }
 }

@@ -31,7 +31,8 @@ pub struct AuditConfig {
     /// MinHash permutations per signature (8–1024); more permutations estimate Jaccard more
     /// precisely (standard error ≈ sqrt(J(1−J)/num_perm)) and cost 2 bytes each per kept row.
     pub num_perm: usize,
-    /// Words per shingle (1–32).
+    /// Words per shingle (1–32) of whole rows; the rest of rows that share an instruction or
+    /// system prompt is shingled in at most 3 words (see [`super::duplicates`]).
     pub shingle_words: usize,
     /// Seed of the MinHash hash functions.
     pub seed: u64,

@@ -16,10 +16,30 @@
 //!   (0.032 at J = 0.85 with 128 permutations), so pairs within a few hundredths of the
 //!   threshold may go either way.
 //!
-//! Whole examples are compared, so rows that share a long instruction and differ in a short
-//! input (templated tasks) can be near duplicates: 1,863 of the 12,975 SuperNI + Self-Instruct
-//! rows are at the default 0.85, mostly from tasks whose definition is most of the row. Set
-//! `near_duplicate = "warn"` (or raise the threshold) for such data.
+//! What a near duplicate is compared on depends on what the rows share. Templated data (Super-
+//! NaturalInstructions, Alpaca-style task sets) repeats one long task definition over many rows
+//! that differ in a short input and answer; compared whole, such rows look alike because of the
+//! definition alone (on the 12,800 SuperNI rows of ../shared, 1,863 rows, 14.6 %, at 0.85; 1,862
+//! of them shared the definition with the row they matched, and most differed in both input and
+//! answer). So:
+//! - rows with the same normalized *shared part* are compared on the rest (the parts that vary):
+//!   the shared part is the instruction of instruction-format rows (the loader puts it at the
+//!   start of the user turn; the audit's streaming reader finds its length in the record) or
+//!   the system message a chat opens with; the rest is the context and the response, or the
+//!   later messages;
+//! - rows whose shared parts differ, or that have none (prompt/completion, chats without a
+//!   system message, text), are compared whole, so a copy with a reworded instruction is found.
+//!
+//! The rest is short (tens of words), so it is shingled in word 3-grams (at most
+//! [`REST_SHINGLE_WORDS`]; `shingle_words` when smaller), as in the train/validation leakage
+//! check: one changed word among n removes up to 3 of n − 2 shingles (Jaccard ≥ 0.85 from about
+//! 39 words on) where 5-word shingles would remove 5 of n − 4 (from about 66 words on). Shorter
+//! shingles would also match the minimal pairs that templated sets hold on purpose (Winograd
+//! schemas, contrast sets: one word changed, a different answer). So a one-word change is found
+//! in a longer input or answer; in a short one it is a different example here, as it often is
+//! ("2 + 3" and "2 + 4"). Signatures of the rest keep their low 8 bits (bias ≤ (1 − J)·2⁻⁸).
+//! On that SuperNI sample, 7 rows (0.05 %) are then near duplicates: 3 by the rest, 4 by the
+//! whole row (tasks whose definitions differ in a few words).
 //!
 //! The LSH bands are tuned for `threshold − LSH_MARGIN` so that pairs at the threshold are
 //! nearly always candidates; among candidates at or above the threshold the earliest row is
@@ -28,7 +48,7 @@ use std::collections::HashMap;
 
 use tuneguard_data::leakage::example_text;
 use tuneguard_data::{normalize_text, Example, MinHasher, Signature};
-use xxhash_rust::xxh3::xxh3_128;
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 use super::bands::CappedLsh;
 use super::report::RowRef;
@@ -45,8 +65,39 @@ pub struct RowKeys {
     pub text: u128,
     /// Hashes of the normalized prompt and answer (chat rows with a prompt only).
     pub prompt_answer: Option<(u128, u128)>,
-    /// MinHash signature (when near-duplicate detection is on); its low 16 bits are stored.
+    /// MinHash signature of the whole row (when near-duplicate detection is on); its low 16
+    /// bits are stored.
     pub sig: Option<Signature>,
+    /// The row's shared part and the signature of the rest (near-duplicate detection on, rows
+    /// with a shared part only).
+    pub shared: Option<Shared>,
+}
+
+/// What kind of shared part a row has (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedKind {
+    /// The instruction of an instruction-format row.
+    Instruction,
+    /// The system message a chat opens with.
+    SystemPrompt,
+}
+
+impl SharedKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SharedKind::Instruction => "instruction",
+            SharedKind::SystemPrompt => "system prompt",
+        }
+    }
+}
+
+/// A row's shared part, as a key, and the MinHash signature of the rest of the row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shared {
+    pub kind: SharedKind,
+    /// 64-bit XXH3 of the normalized shared part, never 0 (0 is "none" in the index).
+    pub key: u64,
+    pub rest: Signature,
 }
 
 /// How a row repeats an earlier one.
@@ -54,12 +105,54 @@ pub struct RowKeys {
 pub enum DupVerdict {
     Exact(RowRef),
     Conflict(RowRef),
-    /// The earlier row and the estimated Jaccard.
-    Near(RowRef, f64),
+    /// The earlier row, the estimated Jaccard, and the shared part when the two rows share it
+    /// and the Jaccard is of the rest.
+    Near(RowRef, f64, Option<SharedKind>),
 }
 
-/// The keys of `e`; `hasher` is `None` when near duplicates are not checked.
-pub fn row_keys(e: &Example, hasher: Option<&MinHasher>) -> RowKeys {
+/// The shared part of `e` and the texts of the rest: the first `instruction_len` bytes of the
+/// user turn (instruction-format rows; the loader writes it as the instruction, then "\n\n"
+/// and the context when there is one), else an opening system message followed by more turns.
+fn split_shared(e: &Example, instruction_len: Option<usize>) -> Option<(SharedKind, &str, Vec<&str>)> {
+    let Example::Chat(m) = e else { return None };
+    let (first, later) = m.split_first()?;
+    let later = later.iter().map(|m| m.content.as_str());
+    match instruction_len {
+        Some(n) if first.role == "user" && first.content.is_char_boundary(n) => {
+            let (ins, head) = first.content.split_at(n);
+            Some((SharedKind::Instruction, ins, std::iter::once(head).chain(later).collect()))
+        }
+        _ if first.role == "system" && m.len() > 1 => {
+            Some((SharedKind::SystemPrompt, first.content.as_str(), later.collect()))
+        }
+        _ => None,
+    }
+}
+
+/// Words per shingle, at most, for the rest of rows with a shared part (see the module docs).
+pub const REST_SHINGLE_WORDS: usize = 3;
+
+/// The MinHash functions of the near-duplicate check: over the whole row, and over the rest of
+/// a row after its shared part (shingles of at most [`REST_SHINGLE_WORDS`] words).
+#[derive(Debug, Clone)]
+pub struct NearHashers {
+    pub whole: MinHasher,
+    pub rest: MinHasher,
+}
+
+impl NearHashers {
+    pub fn new(num_perm: usize, shingle_words: usize, seed: u64) -> Self {
+        NearHashers {
+            whole: MinHasher::new(num_perm, shingle_words, seed),
+            rest: MinHasher::new(num_perm, shingle_words.min(REST_SHINGLE_WORDS), seed),
+        }
+    }
+}
+
+/// The keys of `e`; `hashers` is `None` when near duplicates are not checked.
+/// `instruction_len`: for instruction-format rows, the byte length of the instruction at the
+/// start of the user turn.
+pub fn row_keys(e: &Example, instruction_len: Option<usize>, hashers: Option<&NearHashers>) -> RowKeys {
     let text = normalize_text(&example_text(e));
     let prompt_answer = match e {
         Example::Chat(m) => m.iter().rposition(|m| m.role == "assistant").filter(|&i| i > 0).map(|i| {
@@ -69,8 +162,13 @@ pub fn row_keys(e: &Example, hasher: Option<&MinHasher>) -> RowKeys {
         }),
         Example::Text(_) => None,
     };
-    let sig = hasher.map(|h| h.signature(&text));
-    RowKeys { text: xxh3_128(text.as_bytes()), prompt_answer, sig }
+    let sig = hashers.map(|h| h.whole.signature(&text));
+    let shared = hashers.and_then(|h| {
+        let (kind, part, rest) = split_shared(e, instruction_len)?;
+        let key = xxh3_64(normalize_text(part).as_bytes()).max(1);
+        Some(Shared { kind, key, rest: h.rest.signature(&normalize_text(&rest.join("\n"))) })
+    });
+    RowKeys { text: xxh3_128(text.as_bytes()), prompt_answer, sig, shared }
 }
 
 /// Share of positions where `sig` and a stored signature agree on their low 16 bits.
@@ -80,6 +178,17 @@ pub fn estimated_jaccard(sig: &[u32], stored: &[u16]) -> f64 {
         return 0.0;
     }
     sig.iter().zip(stored).filter(|(&x, &y)| x as u16 == y).count() as f64 / n as f64
+}
+
+/// [`estimated_jaccard`] against a signature stored in its low 8 bits (the rests of rows): two
+/// different minima agree with probability 2⁻⁸, a bias of at most (1 − J)·2⁻⁸ (0.0006 at
+/// J = 0.85), for half the memory.
+pub fn estimated_jaccard_8(sig: &[u32], stored: &[u8]) -> f64 {
+    let n = sig.len().min(stored.len());
+    if n == 0 {
+        return 0.0;
+    }
+    sig.iter().zip(stored).filter(|(&x, &y)| x as u8 == y).count() as f64 / n as f64
 }
 
 /// Which duplicate checks run.
@@ -97,10 +206,19 @@ pub struct DupIndex {
     num_perm: usize,
     exact: HashMap<u128, RowRef>,
     prompts: HashMap<u128, (u128, RowRef)>,
+    /// Whole-row signatures.
     lsh: CappedLsh,
-    /// Signature of LSH id i at `sigs[i·num_perm..]`.
+    /// Whole-row signature of LSH id i at `sigs[i·num_perm..]`.
     sigs: Vec<u16>,
     ids: Vec<RowRef>,
+    /// Shared-part key of id i (0: none).
+    shared: Vec<u64>,
+    /// Signatures of the rest of rows with a shared part, in the buckets of their key.
+    rest_lsh: CappedLsh,
+    /// Rest signature (low 8 bits) of rest id k at `rest_sigs[k·num_perm..]`, its row's id at
+    /// `rest_ids[k]`.
+    rest_sigs: Vec<u8>,
+    rest_ids: Vec<u32>,
 }
 
 impl DupIndex {
@@ -114,7 +232,45 @@ impl DupIndex {
             lsh: CappedLsh::new(num_perm, (threshold - LSH_MARGIN).max(0.05)),
             sigs: Vec::new(),
             ids: Vec::new(),
+            shared: Vec::new(),
+            rest_lsh: CappedLsh::new(num_perm, (threshold - LSH_MARGIN).max(0.05)),
+            rest_sigs: Vec::new(),
+            rest_ids: Vec::new(),
         }
+    }
+
+    /// The stored signature at `at` of `sigs`.
+    fn stored<'s, T>(&self, sigs: &'s [T], at: u32) -> Option<&'s [T]> {
+        let at = at as usize * self.num_perm;
+        sigs.get(at..at + self.num_perm)
+    }
+
+    /// The earliest kept row that `keys` nearly repeats: among rows with the same shared part by
+    /// the rest, among the others by the whole row.
+    fn near(&self, sig: &Signature, shared: Option<&Shared>) -> Option<DupVerdict> {
+        let mut found: Option<(u32, f64, Option<SharedKind>)> = None;
+        if let Some(s) = shared {
+            // Rest ids are given in row order, so the first match is the earliest row.
+            found = self.rest_lsh.candidates_in(s.key, &s.rest.0).into_iter().find_map(|k| {
+                let id = *self.rest_ids.get(k as usize)?;
+                if self.shared.get(id as usize) != Some(&s.key) {
+                    return None; // a band-key collision with another group
+                }
+                let j = estimated_jaccard_8(&s.rest.0, self.stored(&self.rest_sigs, k)?);
+                (j >= self.threshold).then_some((id, j, Some(s.kind)))
+            });
+        }
+        let key = shared.map_or(0, |s| s.key);
+        let whole =
+            self.lsh.candidates(&sig.0).into_iter().take_while(|&id| found.is_none_or(|f| id < f.0)).find_map(|id| {
+                if key != 0 && self.shared.get(id as usize) == Some(&key) {
+                    return None; // same shared part: compared on the rest above
+                }
+                let j = estimated_jaccard(&sig.0, self.stored(&self.sigs, id)?);
+                (j >= self.threshold).then_some((id, j, None))
+            });
+        let (id, j, kind) = whole.or(found)?;
+        Some(DupVerdict::Near(*self.ids.get(id as usize)?, j, kind))
     }
 
     /// The first check that `keys` fails, in the order exact, conflict, near.
@@ -131,12 +287,7 @@ impl DupIndex {
             }
         }
         let sig = keys.sig.as_ref().filter(|_| self.checks.near)?;
-        self.lsh.candidates(&sig.0).into_iter().find_map(|id| {
-            let at = id as usize * self.num_perm;
-            let j = estimated_jaccard(&sig.0, self.sigs.get(at..at + self.num_perm)?);
-            let of = *self.ids.get(id as usize)?;
-            (j >= self.threshold).then_some(DupVerdict::Near(of, j))
-        })
+        self.near(sig, keys.shared.as_ref())
     }
 
     /// Records a kept row. An exact repeat adds nothing; the near-duplicate index takes rows
@@ -153,6 +304,13 @@ impl DupIndex {
             if self.lsh.insert(id, &sig.0) {
                 self.sigs.extend(sig.0.iter().map(|&v| v as u16));
                 self.ids.push(row);
+                self.shared.push(keys.shared.as_ref().map_or(0, |s| s.key));
+                if let (Some(s), Ok(k)) = (&keys.shared, u32::try_from(self.rest_ids.len())) {
+                    if self.rest_lsh.insert_in(s.key, k, &s.rest.0) {
+                        self.rest_sigs.extend(s.rest.0.iter().map(|&v| v as u8));
+                        self.rest_ids.push(id);
+                    }
+                }
             }
         }
     }
@@ -160,5 +318,90 @@ impl DupIndex {
     /// Rows in the near-duplicate index.
     pub fn near_len(&self) -> usize {
         self.ids.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tuneguard_model::chat::ChatMessage;
+
+    /// `n` words `{tag}0 {tag}1 ...`.
+    fn words(tag: &str, n: usize) -> String {
+        (0..n).map(|i| format!("{tag}{i}")).collect::<Vec<_>>().join(" ")
+    }
+
+    fn with_one_changed(text: &str) -> String {
+        let mut w: Vec<&str> = text.split(' ').collect();
+        let mid = w.len() / 2;
+        w[mid] = "changed";
+        w.join(" ")
+    }
+
+    /// An instruction-format example as the loader builds it, and its instruction length.
+    fn instruction_row(instruction: &str, context: &str, response: &str) -> (Example, Option<usize>) {
+        let user = format!("{instruction}\n\n{context}");
+        (
+            Example::Chat(vec![ChatMessage::new("user", user), ChatMessage::new("assistant", response)]),
+            Some(instruction.len()),
+        )
+    }
+
+    fn system_row(system: &str, user: &str, answer: &str) -> (Example, Option<usize>) {
+        let m = [("system", system), ("user", user), ("assistant", answer)];
+        (Example::Chat(m.iter().map(|(r, c)| ChatMessage::new(*r, *c)).collect()), None)
+    }
+
+    /// Each row's verdict against the rows before it (all kept), as (earlier row, shared kind).
+    fn verdicts(rows: &[(Example, Option<usize>)]) -> Vec<Option<(usize, Option<SharedKind>)>> {
+        let hashers = NearHashers::new(128, 5, 7);
+        let mut index = DupIndex::new(DupChecks { exact: true, conflict: false, near: true }, 128, 0.85);
+        rows.iter()
+            .enumerate()
+            .map(|(i, (e, ins))| {
+                let keys = row_keys(e, *ins, Some(&hashers));
+                let v = index.check(&keys).map(|v| match v {
+                    DupVerdict::Near(of, _, kind) => (of.line, kind),
+                    other => panic!("row {i}: {other:?}"),
+                });
+                index.insert(RowRef { file: 0, line: i }, &keys);
+                v
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_that_share_an_instruction_are_compared_on_the_rest() {
+        // A 200-word definition dominates rows whose input and answer have 50 words.
+        let (ins, ctx) = (words("def", 200), words("input", 45));
+        let rows = [
+            instruction_row(&ins, &ctx, &words("answer", 5)),
+            // Same definition, another input and answer: not a duplicate (whole rows: 0.6–0.7).
+            instruction_row(&ins, &words("other", 45), &words("reply", 5)),
+            // Same definition, one word of the input changed: a near duplicate of row 0.
+            instruction_row(&ins, &with_one_changed(&ctx), &words("answer", 5)),
+            // One word of the definition changed, the same input and answer: whole rows alike.
+            instruction_row(&with_one_changed(&ins), &ctx, &words("answer", 5)),
+            // Rows 4 and 5 share another definition; for row 5 no instruction is known (as for
+            // prompt/completion data): compared whole, the definition makes it a near duplicate.
+            instruction_row(&words("task", 300), &words("short", 10), "a"),
+            (instruction_row(&words("task", 300), &words("brief", 10), "b").0, None),
+        ];
+        assert_eq!(
+            verdicts(&rows),
+            [None, None, Some((0, Some(SharedKind::Instruction))), Some((0, None)), None, Some((4, None))]
+        );
+    }
+
+    #[test]
+    fn chats_that_open_with_the_same_system_prompt_are_compared_on_the_rest() {
+        let (sys, question) = (words("sys", 200), words("question", 80));
+        let rows = [
+            system_row(&sys, &question, "yes"),
+            system_row(&sys, &words("other", 80), "yes"),
+            system_row(&sys, &with_one_changed(&question), "yes"),
+            system_row(&with_one_changed(&sys), &question, "yes"),
+        ];
+        assert_eq!(verdicts(&rows), [None, None, Some((0, Some(SharedKind::SystemPrompt))), Some((0, None))]);
     }
 }

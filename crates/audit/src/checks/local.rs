@@ -2,10 +2,10 @@
 //! duplicate checks compare; run in parallel, ahead of the sequential comparison.
 use std::collections::BTreeMap;
 
-use tuneguard_data::{Example, MinHasher};
+use tuneguard_data::Example;
 
 use super::config::{Actions, AuditConfig};
-use super::duplicates::{row_keys, RowKeys};
+use super::duplicates::{row_keys, NearHashers, RowKeys};
 use super::run::LengthFn;
 use super::{control, pii, Action, CheckId};
 
@@ -23,7 +23,7 @@ pub(crate) struct RowFacts {
 pub(crate) struct Checker<'a> {
     actions: Actions,
     length_fn: Option<&'a LengthFn<'a>>,
-    hasher: Option<MinHasher>,
+    hashers: Option<NearHashers>,
     keys: bool,
     max_bytes: Option<usize>,
 }
@@ -38,7 +38,7 @@ impl<'a> Checker<'a> {
         Checker {
             actions,
             length_fn,
-            hasher: near.then(|| MinHasher::new(cfg.num_perm, cfg.shingle_words, cfg.seed)),
+            hashers: near.then(|| NearHashers::new(cfg.num_perm, cfg.shingle_words, cfg.seed)),
             keys: actions.any_on(&DUP_CHECKS),
             max_bytes: None,
         }
@@ -50,7 +50,9 @@ impl<'a> Checker<'a> {
         self
     }
 
-    pub fn facts(&self, e: &Example) -> RowFacts {
+    /// `instruction_len`: the byte length of the instruction at the start of the user turn, for
+    /// instruction-format rows.
+    pub fn facts(&self, e: &Example, instruction_len: Option<usize>) -> RowFacts {
         let on = |c| self.actions.get(c) != Action::Off;
         let mut local = Vec::new();
         if on(CheckId::ControlChars) {
@@ -66,7 +68,8 @@ impl<'a> Checker<'a> {
             Some(f) => f(kept),
             None => example_chars(kept),
         };
-        let keys = self.keys.then(|| row_keys(kept, self.hasher.as_ref()));
+        // A cut row keeps its instruction only if the cut left all of it (`split_shared` checks).
+        let keys = self.keys.then(|| row_keys(kept, instruction_len, self.hashers.as_ref()));
         RowFacts { len: u32::try_from(len).unwrap_or(u32::MAX), local, keys }
     }
 }
@@ -134,7 +137,7 @@ mod tests {
             ChatMessage::new("user", "Mail a@example.org or b@example.org\u{7}"),
             ChatMessage::new("assistant", "ok\u{0}"),
         ]);
-        let f = checker.facts(&e);
+        let f = checker.facts(&e, None);
         assert_eq!(f.len, 39);
         assert_eq!(
             f.local,
@@ -156,9 +159,9 @@ mod tests {
         let checker = Checker::new(&cfg, cfg.resolve()?, None).with_max_bytes(Some(12));
         let e = Example::Text(format!("{} a@example.org", "word ".repeat(100)));
         let cut = Example::Text("word word wo".into());
-        let f = checker.facts(&e);
+        let f = checker.facts(&e, None);
         assert_eq!(f.len, 12);
-        assert_eq!(f.keys, Some(row_keys(&cut, checker.hasher.as_ref())));
+        assert_eq!(f.keys, Some(row_keys(&cut, None, checker.hashers.as_ref())));
         assert_eq!(f.local.len(), 1, "the e-mail address past the cut is found: {:?}", f.local);
         Ok(())
     }

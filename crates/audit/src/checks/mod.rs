@@ -8,11 +8,12 @@
 //! | `length_outlier` | robust z-score of the log length above `length_z` ([`length`]) | warn |
 //! | `exact_duplicate` | same normalized text as an earlier row | quarantine |
 //! | `conflicting_answer` | same normalized prompt as an earlier row, different answer | quarantine |
-//! | `near_duplicate` | estimated Jaccard ≥ `near_duplicate_threshold` with an earlier row | quarantine |
+//! | `near_duplicate` | estimated Jaccard ≥ `near_duplicate_threshold` with an earlier row: of the rest when both share an instruction or opening system message, else of the whole rows ([`duplicates`]) | quarantine |
 //! | `pii_email`, `pii_phone`, `pii_card`, `pii_iban` | personal data ([`pii`]) | warn |
 //!
 //! Each data file streams twice at most: once for the checks, once more only to copy the raw
-//! text of quarantined rows into `quarantine.jsonl` ([`write_quarantine`]).
+//! text of quarantined rows into `quarantine.jsonl` ([`write_audit_outputs`] writes it and
+//! `audit.json` as one pair).
 pub mod bands;
 pub mod config;
 pub mod control;
@@ -29,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tuneguard_data::RejectKind;
 
 pub use config::AuditConfig;
-pub use quarantine::{write_audit_json, write_quarantine};
+pub use quarantine::{write_audit_json, write_audit_outputs, write_quarantine};
 pub use report::{AuditReport, CheckCounts, Finding, RowCounts, RowRef, SourcedExample};
 pub use run::{audit_files, AuditOptions, LengthFn};
 

@@ -1,9 +1,22 @@
 //! `quarantine.jsonl` (every removed row with its raw text) and `audit.json` (counts and the
-//! listed findings), both written atomically: a temporary file in the same folder is renamed
+//! listed findings), each written atomically: a temporary file in the same folder is renamed
 //! over the target.
+//!
+//! The two are one result: `audit.json` counts the rows that `quarantine.jsonl` lists, and a
+//! reader (the report, a person) takes them together. [`write_audit_outputs`] writes them so that
+//! an `audit.json` in the folder always sits beside its own `quarantine.jsonl`:
+//! 1. both files are written in full under temporary names in the folder and synced (the step
+//!    that fails on a full disk or an unreadable data file); on any error the temporary files
+//!    are removed and the old pair is left as it was;
+//! 2. the old `audit.json` is removed, then `quarantine.jsonl` is renamed into place, then
+//!    `audit.json`, and the folder is synced.
+//!
+//! Renames in one folder do not fail for lack of space, but a crash can come between them: then
+//! the folder holds a quarantine file and no `audit.json` (no audit result, rather than the new
+//! quarantine beside the old counts). `audit.json` is the commit record of the pair.
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::json;
@@ -16,12 +29,53 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
     move |err| AuditError::Io { path: path.to_path_buf(), err }
 }
 
+fn fs_err(path: &Path, err: std::io::Error) -> AuditError {
+    AuditError::Io { path: path.to_path_buf(), err }
+}
+
 /// Writes `path` through `fill` into a temporary file that is renamed over `path` when complete.
 pub(crate) fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    tuneguard_fs::write_atomically(path, 0o644, tuneguard_fs::Existing::Replace, fill, |p, err| AuditError::Io {
-        path: p.to_path_buf(),
-        err,
-    })
+    tuneguard_fs::write_atomically(path, 0o644, tuneguard_fs::Existing::Replace, fill, fs_err)
+}
+
+/// A file of a set written by [`write_together`], and what fills it.
+type Part<'a> = (PathBuf, Box<dyn FnOnce(&mut dyn Write) -> Result<()> + 'a>);
+
+/// Stages every part, then removes the last part's old file and commits the parts in order (see
+/// the module docs): the last part is the commit record of the set.
+fn write_together(dir: &Path, parts: Vec<Part<'_>>) -> Result<()> {
+    let mut staged = Vec::with_capacity(parts.len());
+    for (path, fill) in parts {
+        staged.push(tuneguard_fs::stage(&path, 0o644, fill, fs_err)?);
+    }
+    if let Some(record) = staged.last() {
+        match std::fs::remove_file(record.path()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fs_err(record.path(), e)),
+            _ => {}
+        }
+    }
+    for s in staged {
+        s.commit(tuneguard_fs::Existing::Replace, fs_err)?;
+    }
+    tuneguard_fs::sync_dir(dir).map_err(|e| fs_err(dir, e))
+}
+
+/// Writes `dir/quarantine.jsonl` ([`write_quarantine`]) and `dir/audit.json`
+/// ([`write_audit_json`]) as one pair: both or, on an error, neither replaces the old pair (see
+/// the module docs). Returns the number of quarantined rows written.
+///
+/// # Errors
+/// `Io` naming a data file (re-read for the raw text), one of the two files or `dir`.
+pub fn write_audit_outputs(dir: &Path, report: &AuditReport) -> Result<usize> {
+    let quarantine = dir.join("quarantine.jsonl");
+    let audit_json = dir.join("audit.json");
+    let mut rows = 0;
+    let parts: Vec<Part<'_>> = vec![
+        (quarantine.clone(), Box::new(|w| fill_quarantine(&quarantine, report, w).map(|n| rows = n))),
+        (audit_json.clone(), Box::new(|w| fill_audit_json(&audit_json, report, w))),
+    ];
+    write_together(dir, parts)?;
+    Ok(rows)
 }
 
 #[derive(Serialize)]
@@ -46,37 +100,39 @@ struct QuarantineLine<'a> {
 /// # Errors
 /// `Io` naming the data file or `path`.
 pub fn write_quarantine(path: &Path, report: &AuditReport) -> Result<usize> {
+    let mut rows = 0;
+    write_atomic(path, |w| fill_quarantine(path, report, w).map(|n| rows = n))?;
+    Ok(rows)
+}
+
+fn fill_quarantine(path: &Path, report: &AuditReport, w: &mut dyn Write) -> Result<usize> {
     let mut by_row: BTreeMap<RowRef, Vec<&Finding>> = BTreeMap::new();
     for f in report.findings.iter().filter(|f| f.action.removes_row()) {
         by_row.entry(f.row).or_default().push(f);
     }
     let rows = by_row.len();
-    write_atomic(path, |w| {
-        let mut pending = by_row.into_iter().peekable();
-        while let Some((first, _)) = pending.peek() {
-            let file = first.file;
-            let source = report.files.get(file).map(|p| p.as_path()).unwrap_or(Path::new(""));
-            let reader = std::fs::File::open(source).map(BufReader::new).map_err(io_err(source))?;
-            let mut lines = RawLines { reader, line: 0, buf: Vec::new(), path: source };
-            while let Some((row, findings)) = pending.next_if(|(r, _)| r.file == file) {
-                let raw = lines.get(row.line)?;
-                let f = findings[0];
-                let entry = QuarantineLine {
-                    file: source.display().to_string(),
-                    line: row.line,
-                    check: f.check.name(),
-                    reason: report.reason(f),
-                    related: f.related().map(|r| report.locate(r)),
-                    checks: findings.iter().map(|f| f.check.name()).collect(),
-                    raw,
-                };
-                serde_json::to_writer(&mut *w, &entry)
-                    .map_err(|e| AuditError::Io { path: path.into(), err: e.into() })?;
-                w.write_all(b"\n").map_err(io_err(path))?;
-            }
+    let mut pending = by_row.into_iter().peekable();
+    while let Some((first, _)) = pending.peek() {
+        let file = first.file;
+        let source = report.files.get(file).map(|p| p.as_path()).unwrap_or(Path::new(""));
+        let reader = std::fs::File::open(source).map(BufReader::new).map_err(io_err(source))?;
+        let mut lines = RawLines { reader, line: 0, buf: Vec::new(), path: source };
+        while let Some((row, findings)) = pending.next_if(|(r, _)| r.file == file) {
+            let raw = lines.get(row.line)?;
+            let f = findings[0];
+            let entry = QuarantineLine {
+                file: source.display().to_string(),
+                line: row.line,
+                check: f.check.name(),
+                reason: report.reason(f),
+                related: f.related().map(|r| report.locate(r)),
+                checks: findings.iter().map(|f| f.check.name()).collect(),
+                raw,
+            };
+            serde_json::to_writer(&mut *w, &entry).map_err(|e| AuditError::Io { path: path.into(), err: e.into() })?;
+            w.write_all(b"\n").map_err(io_err(path))?;
         }
-        Ok(())
-    })?;
+    }
     Ok(rows)
 }
 
@@ -120,6 +176,10 @@ impl<R: BufRead> RawLines<'_, R> {
 /// # Errors
 /// `Io` naming `path`.
 pub fn write_audit_json(path: &Path, report: &AuditReport) -> Result<()> {
+    write_atomic(path, |w| fill_audit_json(path, report, w))
+}
+
+fn fill_audit_json(path: &Path, report: &AuditReport, w: &mut dyn Write) -> Result<()> {
     let mut listed: BTreeMap<_, usize> = BTreeMap::new();
     let findings: Vec<_> = report
         .findings
@@ -160,8 +220,57 @@ pub fn write_audit_json(path: &Path, report: &AuditReport) -> Result<()> {
         "failed": report.failed(),
         "findings": findings,
     });
-    write_atomic(path, |w| {
-        serde_json::to_writer_pretty(&mut *w, &doc).map_err(|e| AuditError::Io { path: path.into(), err: e.into() })?;
-        w.write_all(b"\n").map_err(io_err(path))
-    })
+    serde_json::to_writer_pretty(&mut *w, &doc).map_err(|e| AuditError::Io { path: path.into(), err: e.into() })?;
+    w.write_all(b"\n").map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(text: &'static str) -> Box<dyn FnOnce(&mut dyn Write) -> Result<()>> {
+        Box::new(move |w| w.write_all(text.as_bytes()).map_err(|e| fs_err(Path::new("x"), e)))
+    }
+
+    fn failing() -> Box<dyn FnOnce(&mut dyn Write) -> Result<()>> {
+        Box::new(|w| {
+            w.write_all(b"half").map_err(|e| fs_err(Path::new("x"), e))?;
+            Err(fs_err(Path::new("x"), std::io::Error::other("No space left on device")))
+        })
+    }
+
+    fn listing(dir: &Path) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| {
+                (e.file_name().to_string_lossy().into_owned(), std::fs::read_to_string(e.path()).unwrap_or_default())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_failed_part_leaves_the_old_pair_and_no_temporary_file() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| fs_err(Path::new("tmp"), e))?;
+        let (q, a) = (dir.path().join("quarantine.jsonl"), dir.path().join("audit.json"));
+        write_together(dir.path(), vec![(q.clone(), fill("old q")), (a.clone(), fill("old a"))])?;
+        let old = listing(dir.path());
+        assert_eq!(old, [("audit.json".into(), "old a".into()), ("quarantine.jsonl".into(), "old q".into())]);
+        for parts in [
+            vec![(q.clone(), failing()), (a.clone(), fill("new a"))],
+            vec![(q.clone(), fill("new q")), (a.clone(), failing())],
+        ] {
+            assert!(write_together(dir.path(), parts).is_err());
+            assert_eq!(listing(dir.path()), old);
+        }
+        write_together(dir.path(), vec![(q, fill("new q")), (a, fill("new a"))])?;
+        assert_eq!(
+            listing(dir.path()),
+            [("audit.json".into(), "new a".into()), ("quarantine.jsonl".into(), "new q".into())]
+        );
+        Ok(())
+    }
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use tuneguard_data::{Example, LoadStats, ShapeReport};
 
 use super::config::Actions;
+use super::duplicates::SharedKind;
 use super::{Action, CheckId};
 
 /// A row: index into [`AuditReport::files`] and 1-based line.
@@ -24,8 +25,9 @@ pub enum Detail {
     Exact { of: RowRef },
     /// Same normalized prompt as `of`, different answer.
     Conflict { of: RowRef },
-    /// Estimated Jaccard with `of`.
-    Near { of: RowRef, jaccard: f32 },
+    /// Estimated Jaccard with `of`: of the rows after their common shared part (`shared`), or
+    /// of the whole rows.
+    Near { of: RowRef, jaccard: f32, shared: Option<SharedKind> },
     /// Length (in [`LengthSummary::unit`]) and its modified z-score.
     Length { len: u32, z: f32 },
 }
@@ -114,7 +116,8 @@ pub struct AuditReport {
     pub clean: Vec<SourcedExample>,
     /// `None` when the length check was off or had too few rows.
     pub length: Option<LengthSummary>,
-    /// Rows held in the near-duplicate index (its memory is about 2·num_perm + 40 bytes each).
+    /// Rows held in the near-duplicate index (its memory is about 2·num_perm + 40 bytes each, and
+    /// num_perm + 50 more for rows with a shared part, whose rest is indexed too).
     pub near_index_rows: usize,
     /// Cap on listed `warn` findings per check, also used for audit.json.
     pub max_listed_per_check: usize,
@@ -133,9 +136,14 @@ impl AuditReport {
             Detail::Text(s) => s.clone(),
             Detail::Exact { of } => format!("same text as {} (after normalization)", self.locate(*of)),
             Detail::Conflict { of } => format!("same prompt as {} but a different answer", self.locate(*of)),
-            Detail::Near { of, jaccard } => {
+            Detail::Near { of, jaccard, shared: None } => {
                 format!("near duplicate of {} (estimated Jaccard {jaccard:.2})", self.locate(*of))
             }
+            Detail::Near { of, jaccard, shared: Some(kind) } => format!(
+                "near duplicate of {}: same {}, the rest has estimated Jaccard {jaccard:.2}",
+                self.locate(*of),
+                kind.name()
+            ),
             Detail::Length { len, z } => {
                 let (unit, median) = self.length.map_or(("chars", 0.0), |l| (l.unit, l.median));
                 format!("length {len} {unit} is an outlier (modified z {z:.2}; median {median:.0} {unit})")

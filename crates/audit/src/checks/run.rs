@@ -55,9 +55,11 @@ pub fn audit_files(paths: &[PathBuf], cfg: &AuditConfig, opts: &AuditOptions<'_>
             let mut shapes = Vec::with_capacity(paths.len());
             for (file, path) in paths.iter().enumerate() {
                 let (stats, shape) = stream::for_each_chunk(path, &opts.load, |chunk| {
-                    let facts = chunk.examples.par_iter().map(|e| checker.facts(e)).collect();
+                    let stream::Chunk { data, instruction_lens } = chunk;
+                    let facts =
+                        data.examples.par_iter().zip(instruction_lens).map(|(e, ins)| checker.facts(e, ins)).collect();
                     // The receiver lives until the reader ends: a failed send cannot happen.
-                    let _ = tx.send((file, chunk, facts));
+                    let _ = tx.send((file, data, facts));
                     Ok(())
                 })?;
                 load.merge(&stats);
@@ -171,7 +173,7 @@ impl State {
         let (check, detail) = match verdict {
             DupVerdict::Exact(of) => (CheckId::ExactDuplicate, Detail::Exact { of }),
             DupVerdict::Conflict(of) => (CheckId::ConflictingAnswer, Detail::Conflict { of }),
-            DupVerdict::Near(of, j) => (CheckId::NearDuplicate, Detail::Near { of, jaccard: j as f32 }),
+            DupVerdict::Near(of, j, shared) => (CheckId::NearDuplicate, Detail::Near { of, jaccard: j as f32, shared }),
         };
         self.mark(p, check, detail);
         self.remember(p, keys);

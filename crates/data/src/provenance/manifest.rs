@@ -52,8 +52,8 @@ pub struct FileDigest {
 }
 
 /// Writes a manifest of `sources` to `manifest_path` (atomically, replacing an existing one)
-/// and returns it. Each path is stored relative to the manifest's folder; a source given twice
-/// is listed once. A signature file left from an earlier manifest is removed, since it can no
+/// and returns it. Each path is stored relative to the manifest's folder, which must hold every
+/// source (after resolving symlinks); a source given twice is listed once. A signature file left from an earlier manifest is removed, since it can no
 /// longer verify.
 pub fn lock(sources: &[PathBuf], manifest_path: &Path) -> Result<Manifest> {
     if sources.is_empty() {
@@ -73,6 +73,12 @@ pub fn lock(sources: &[PathBuf], manifest_path: &Path) -> Result<Manifest> {
     let mut entries: Vec<SourceEntry> = Vec::with_capacity(sources.len());
     for src in sources {
         let rel = relative_to(&dir, src)?;
+        if !is_inside(&rel) {
+            return Err(ProvenanceError::SourceOutsideFolder {
+                path: src.clone(),
+                manifest: manifest_path.to_path_buf(),
+            });
+        }
         if entries.iter().any(|e| e.path == rel) {
             continue;
         }
@@ -177,6 +183,22 @@ pub(crate) fn relative_to(dir: &Path, src: &Path) -> Result<String> {
     Ok(parts.join("/"))
 }
 
+/// Whether a manifest entry stays inside the manifest's folder: a non-empty relative path of
+/// plain names (no `..`, no root, no Windows prefix; `.` parts are harmless).
+pub(crate) fn is_inside(entry: &str) -> bool {
+    let p = Path::new(entry);
+    let mut names = 0;
+    for c in p.components() {
+        match c {
+            Component::Normal(_) => names += 1,
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    // `\` separates folders on Windows only; a `..\..` entry must not pass on Windows.
+    names > 0 && !entry.split(['/', '\\']).any(|part| part == "..")
+}
+
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
@@ -214,6 +236,16 @@ mod tests {
             if !sha.is_empty() {
                 assert_eq!(d.sha256, *sha, "{name}");
             }
+        }
+    }
+
+    #[test]
+    fn entries_outside_the_manifest_folder_are_not_inside() {
+        for inside in ["seed.jsonl", "data/sub/a.jsonl", "./a.jsonl", "a..b.jsonl"] {
+            assert!(is_inside(inside), "{inside}");
+        }
+        for outside in ["", ".", "../a.jsonl", "data/../../a.jsonl", "/etc/passwd", "..\\..\\a.jsonl", "../../.."] {
+            assert!(!is_inside(outside), "{outside}");
         }
     }
 

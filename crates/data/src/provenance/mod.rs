@@ -38,6 +38,22 @@ pub enum ProvenanceError {
     MalformedSignature { path: PathBuf, reason: String },
     #[error("{path}: malformed key file: {reason}")]
     MalformedKey { path: PathBuf, reason: String },
+    /// A key file of the other kind: a secret key given as a trusted (public) key, or the reverse.
+    #[error("{path} is a {found} key; pass the {wanted} file (`tuneguard data keygen` writes both)")]
+    WrongKeyKind { path: PathBuf, found: &'static str, wanted: &'static str },
+    /// A manifest entry that leaves the manifest's folder (`..`, an absolute path): checking it
+    /// would read a file the manifest has no business naming.
+    #[error(
+        "{manifest}: entry `{entry}` points outside the manifest's folder; every listed file must be \
+         inside it (put the manifest in a folder above the data and re-run `tuneguard data lock`)"
+    )]
+    EntryOutsideFolder { manifest: PathBuf, entry: String },
+    /// `lock` of a data file that is not inside the manifest's folder.
+    #[error(
+        "{path}: data file is outside the folder of the manifest {manifest}; put the manifest in a \
+         folder above the data"
+    )]
+    SourceOutsideFolder { path: PathBuf, manifest: PathBuf },
     #[error("{path}: key file exists; pass --force to overwrite it")]
     KeyExists { path: PathBuf },
     #[error("cannot read the OS random source: {reason}")]
@@ -85,6 +101,7 @@ pub struct Verified {
 }
 
 /// Checks the data against the manifest at `manifest_path`, in this order:
+/// 0. every entry is a relative path inside the manifest's folder (no `..`, not absolute);
 /// 1. the signature, when `trusted_keys` is non-empty or `require_signature`: `<manifest>.sig`
 ///    must exist, verify (strict RFC 8032 checks) and be by one of `trusted_keys`;
 /// 2. every listed file exists with the listed size and SHA-256;
@@ -98,6 +115,14 @@ pub fn verify(
     require_signature: bool,
 ) -> Result<Verified, ProvenanceError> {
     let (m, bytes) = read_manifest(manifest_path)?;
+    for e in &m.sources {
+        if !manifest::is_inside(&e.path) {
+            return Err(ProvenanceError::EntryOutsideFolder {
+                manifest: manifest_path.to_path_buf(),
+                entry: e.path.clone(),
+            });
+        }
+    }
     let signer = if trusted_keys.is_empty() {
         if require_signature {
             return Err(ProvenanceError::NoTrustedKeys { manifest: manifest_path.to_path_buf() });

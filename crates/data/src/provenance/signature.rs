@@ -157,8 +157,14 @@ fn read_signature_file(path: &Path) -> Result<(VerifyingKey, Signature)> {
 }
 
 fn parse_key_text(path: &Path, text: &str, prefix: &str) -> Result<[u8; 32]> {
+    let text = text.trim();
+    // A key of the other kind is a mix-up of the two files, not a damaged file.
+    let (found, wanted) = if prefix == PUBLIC_PREFIX { ("secret", ".pub") } else { ("public", ".key") };
+    let other = if prefix == PUBLIC_PREFIX { SECRET_PREFIX } else { PUBLIC_PREFIX };
+    if text.starts_with(other) {
+        return Err(ProvenanceError::WrongKeyKind { path: path.to_path_buf(), found, wanted });
+    }
     let body = text
-        .trim()
         .strip_prefix(prefix)
         .ok_or_else(|| malformed_key(path, format!("expected one line `{prefix}<64 hex digits>`")))?;
     decode_hex(body).map_err(|r| malformed_key(path, r))
@@ -206,7 +212,7 @@ mod tests {
     fn malformed_key_files_name_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
-            ("a.pub", "ed25519-secret:00"),   // wrong kind
+            ("a.pub", "ed25519-public"),      // no colon, no digits
             ("b.pub", "ed25519-public:zz"),   // not hex
             ("c.pub", "ed25519-public:0011"), // too short
             // y = 2 has no x on the curve (x^2 = (y^2-1)/(d y^2+1) is not a square mod 2^255-19)
@@ -219,6 +225,23 @@ mod tests {
             assert!(matches!(err, ProvenanceError::MalformedKey { .. }), "{name}: {err}");
             assert!(err.to_string().contains(name), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn secret_key_given_as_public_key_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let kp = keygen(&dir.path().join("alice"), false).unwrap();
+        let err = read_public_key(&kp.secret_path).unwrap_err();
+        assert!(matches!(err, ProvenanceError::WrongKeyKind { found: "secret", .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("alice.key is a secret key; pass the .pub file"), "{msg}");
+        // And the reverse, for `data sign`.
+        let err = read_secret_key(&kp.public_path).unwrap_err().to_string();
+        assert!(err.contains("alice.pub is a public key; pass the .key file"), "{err}");
+        // A damaged secret-looking key is still the other kind (not "malformed").
+        let p = dir.path().join("short.pub");
+        std::fs::write(&p, "ed25519-secret:00").unwrap();
+        assert!(matches!(read_public_key(&p).unwrap_err(), ProvenanceError::WrongKeyKind { .. }));
     }
 
     #[test]

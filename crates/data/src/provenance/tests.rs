@@ -153,3 +153,28 @@ fn keygen_creates_the_key_folder() {
     let pair = keygen(&dir.path().join("keys/nested/alice"), false).unwrap();
     assert!(pair.secret_path.is_file() && pair.public_path.is_file());
 }
+
+/// A manifest (signed by a trusted key, with the right size and hash) whose entry leaves its
+/// folder used to verify, reading a file the manifest has no business naming.
+#[test]
+fn manifest_entry_outside_its_folder_is_refused() {
+    let f = fixture();
+    let sub = f.dir.path().join("locks");
+    std::fs::create_dir_all(&sub).unwrap();
+    let manifest = sub.join("data.lock.json");
+    let (mut m, _) = read_manifest(&f.manifest).unwrap();
+    let abs = f.data.canonicalize().unwrap().to_string_lossy().into_owned();
+    for entry in ["../seed.jsonl".to_string(), abs, "./../seed.jsonl".to_string()] {
+        m.sources[0].path = entry.clone();
+        std::fs::write(&manifest, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+        sign(&manifest, &f.dir.path().join("alice.key")).unwrap();
+        for keys in [vec![f.alice_pub.clone()], vec![]] {
+            let err = verify(&manifest, &[], &keys, !keys.is_empty()).unwrap_err();
+            assert!(matches!(&err, ProvenanceError::EntryOutsideFolder { entry: e, .. } if *e == entry), "{err}");
+            assert!(err.to_string().contains(&format!("`{entry}`")), "{err}");
+        }
+    }
+    // `lock` does not write such an entry in the first place.
+    let err = lock(std::slice::from_ref(&f.data), &manifest).unwrap_err();
+    assert!(matches!(&err, ProvenanceError::SourceOutsideFolder { path, .. } if *path == f.data), "{err}");
+}

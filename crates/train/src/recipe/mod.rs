@@ -1,7 +1,10 @@
 //! The training recipe: one TOML file per run, sections `[model] [data] [lora] [optim] [train]
-//! [output]`. Unknown keys and invalid values are errors naming the key. Command-line overrides
-//! are `section.key=value` with the value written as in TOML (`optim.lr=1e-4`,
-//! `data.train="x.jsonl"`, bare strings are accepted too).
+//! [early_stopping] [augment] [audit] [output]`. Unknown keys and invalid values (every float is
+//! checked against its range, NaN and ±inf included) are errors naming the key, so a bad value
+//! stops the run before the model is loaded instead of turning the loss into NaN. Command-line
+//! overrides are `section.key=value` with the value written as in TOML (`optim.lr=1e-4`,
+//! `data.train="x.jsonl"`, bare strings are accepted too). A run folder's `config.toml` is a
+//! recipe too, with the `[run]` record the run wrote.
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +46,57 @@ pub struct Recipe {
     #[serde(default)]
     pub audit: AuditSection,
     pub output: OutputSection,
+    /// Written by a run into its `config.toml`; see [`RunRecord`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunRecord>,
+}
+
+/// The allowed values of a float key. Every range excludes NaN and ±inf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// (0, ∞)
+    Positive,
+    /// [0, ∞)
+    NonNegative,
+    /// [0, 1)
+    ZeroToOneOpen,
+    /// [0, 1]
+    ZeroToOne,
+    /// (0, 1]
+    AboveZeroToOne,
+    /// (0, 1)
+    AboveZeroBelowOne,
+    /// 0 (off), or [1, ∞)
+    ZeroOrAtLeastOne,
+}
+
+impl Range {
+    pub fn contains(self, v: f64) -> bool {
+        v.is_finite()
+            && match self {
+                Range::Positive => v > 0.0,
+                Range::NonNegative => v >= 0.0,
+                Range::ZeroToOneOpen => (0.0..1.0).contains(&v),
+                Range::ZeroToOne => (0.0..=1.0).contains(&v),
+                Range::AboveZeroToOne => v > 0.0 && v <= 1.0,
+                Range::AboveZeroBelowOne => v > 0.0 && v < 1.0,
+                Range::ZeroOrAtLeastOne => v == 0.0 || v >= 1.0,
+            }
+    }
+}
+
+impl std::fmt::Display for Range {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Range::Positive => "a finite number > 0",
+            Range::NonNegative => "a finite number >= 0",
+            Range::ZeroToOneOpen => "in [0, 1)",
+            Range::ZeroToOne => "in [0, 1]",
+            Range::AboveZeroToOne => "in (0, 1]",
+            Range::AboveZeroBelowOne => "in (0, 1)",
+            Range::ZeroOrAtLeastOne => "0 (off) or a finite number >= 1",
+        })
+    }
 }
 
 /// Sets `a.b.c = value` in a TOML table, creating sections as needed. The value is parsed as
@@ -117,17 +171,63 @@ impl Recipe {
         Ok(recipe)
     }
 
+    /// The allowed range of every float key, checked by [`Recipe::validate`] (also listed in
+    /// the README): a value outside it (NaN and ±inf included) is an error naming the key, the
+    /// value and the range, given before the model is loaded.
+    fn float_keys(&self) -> Vec<(&'static str, f64, String, Range)> {
+        let (d, l, o, t, es) = (&self.data, &self.lora, &self.optim, &self.train, &self.early_stopping);
+        // Each value is shown in its own type (an f32 as the f32 it is: 1e-8, not 9.99e-9).
+        let f32k = |key, v: f32, range| (key, v as f64, v.to_string(), range);
+        let f64k = |key, v: f64, range| (key, v, v.to_string(), range);
+        let mut keys = vec![
+            f32k("lora.alpha", l.alpha, Range::Positive),
+            f32k("lora.dropout", l.dropout, Range::ZeroToOneOpen),
+            f32k("optim.lr", o.lr, Range::Positive),
+            f32k("optim.weight_decay", o.weight_decay, Range::NonNegative),
+            f32k("optim.beta1", o.beta1, Range::ZeroToOneOpen),
+            f32k("optim.beta2", o.beta2, Range::ZeroToOneOpen),
+            f32k("optim.eps", o.eps, Range::Positive),
+            f32k("optim.l1", o.l1, Range::NonNegative),
+            f32k("optim.max_grad_norm", o.max_grad_norm, Range::NonNegative),
+            f64k("train.divergence_factor", t.divergence_factor, Range::ZeroOrAtLeastOne),
+            f32k("train.neftune_noise_alpha", t.neftune_noise_alpha, Range::NonNegative),
+            f64k("train.loss_ema", t.loss_ema, Range::ZeroToOneOpen),
+            f64k("early_stopping.min_delta", es.min_delta, Range::NonNegative),
+            f64k("data.near_dup_threshold", d.near_dup_threshold, Range::AboveZeroToOne),
+        ];
+        if let Some(f) = d.max_reject_fraction {
+            keys.push(f64k("data.max_reject_fraction", f, Range::ZeroToOne));
+        }
+        keys
+    }
+
     fn validate(&self) -> Result<()> {
         let bad = |key: &str, reason: String| Err(RecipeError::Invalid { key: key.to_string(), reason });
+        if let ValSizeSpec::Fraction(f) = self.data.val_size {
+            if !Range::AboveZeroBelowOne.contains(f) {
+                return bad(
+                    "data.val_size",
+                    format!("a fraction must be in (0, 1), got {f}; write a count as an integer"),
+                );
+            }
+        }
+        for (key, v, shown, range) in self.float_keys() {
+            if !range.contains(v) {
+                return bad(key, format!("must be {range}, got {shown}"));
+            }
+        }
         let o = &self.optim;
-        if !o.lr.is_finite() || o.lr <= 0.0 {
-            return bad("optim.lr", format!("must be a finite number > 0, got {}", o.lr));
-        }
-        if o.weight_decay.is_nan() || o.weight_decay < 0.0 {
-            return bad("optim.weight_decay", format!("must be >= 0, got {}", o.weight_decay));
-        }
-        if o.max_grad_norm.is_nan() || o.max_grad_norm < 0.0 {
-            return bad("optim.max_grad_norm", format!("must be >= 0, got {}", o.max_grad_norm));
+        // AdamW multiplies every weight by 1 − lr·weight_decay at each step: at 1 or above the
+        // weights are zeroed or flip sign, and the loss turns into noise.
+        let decay = o.lr as f64 * o.weight_decay as f64;
+        if decay >= 1.0 {
+            return bad(
+                "optim.weight_decay",
+                format!(
+                    "{} × optim.lr {} = {decay} must be below 1 (each step multiplies the weights by 1 − lr × weight_decay)",
+                    o.weight_decay, o.lr
+                ),
+            );
         }
         if let Err(e) = o.schedule.parse::<Schedule>() {
             return bad("optim.schedule", e);
@@ -138,45 +238,8 @@ impl Recipe {
         if self.lora.r == 0 {
             return bad("lora.r", "must be at least 1".into());
         }
-        if !self.lora.alpha.is_finite() || self.lora.alpha <= 0.0 {
-            return bad("lora.alpha", format!("must be > 0, got {}", self.lora.alpha));
-        }
-        if !(0.0..1.0).contains(&self.lora.dropout) {
-            return bad("lora.dropout", format!("must be in [0, 1), got {}", self.lora.dropout));
-        }
         if self.data.max_len < 2 {
             return bad("data.max_len", format!("must be at least 2 tokens, got {}", self.data.max_len));
-        }
-        if let Some(f) = self.data.max_reject_fraction {
-            if !(0.0..=1.0).contains(&f) {
-                return bad("data.max_reject_fraction", format!("must be in [0, 1], got {f}"));
-            }
-        }
-        match self.data.val_size {
-            ValSizeSpec::Fraction(f) if !(f > 0.0 && f < 1.0) => {
-                return bad(
-                    "data.val_size",
-                    format!("a fraction must be in (0, 1), got {f}; write a count as an integer"),
-                );
-            }
-            _ => {}
-        }
-        let th = self.data.near_dup_threshold;
-        if !(th > 0.0 && th <= 1.0) {
-            return bad("data.near_dup_threshold", format!("must be in (0, 1], got {th}"));
-        }
-        if o.l1.is_nan() || o.l1 < 0.0 || o.l1.is_infinite() {
-            return bad("optim.l1", format!("must be a finite number >= 0, got {}", o.l1));
-        }
-        let t = &self.train;
-        if t.neftune_noise_alpha.is_nan() || t.neftune_noise_alpha < 0.0 || t.neftune_noise_alpha.is_infinite() {
-            return bad(
-                "train.neftune_noise_alpha",
-                format!("must be a finite number >= 0, got {}", t.neftune_noise_alpha),
-            );
-        }
-        if !(0.0..1.0).contains(&t.loss_ema) {
-            return bad("train.loss_ema", format!("must be in [0, 1), got {}", t.loss_ema));
         }
         let es = &self.early_stopping;
         if !matches!(es.metric.as_str(), "val_loss" | "val_perplexity" | "val_token_accuracy") {
@@ -193,9 +256,6 @@ impl Recipe {
         if es.patience == 0 {
             return bad("early_stopping.patience", "must be at least 1 evaluation".into());
         }
-        if es.min_delta.is_nan() || es.min_delta < 0.0 {
-            return bad("early_stopping.min_delta", format!("must be >= 0, got {}", es.min_delta));
-        }
         if self.data.manifest.is_none()
             && (!self.data.trusted_keys.is_empty() || self.data.require_signature == Some(true))
         {
@@ -207,6 +267,7 @@ impl Recipe {
         if !matches!(self.audit.lint.as_str(), "fail" | "warn" | "off") {
             return bad("audit.lint", format!("must be `fail`, `warn` or `off`, got `{}`", self.audit.lint));
         }
+        // The audit's own float thresholds (near_duplicate_threshold, length_z) are checked here.
         if let Err(e) = self.audit.checks.resolve() {
             return Err(RecipeError::Invalid { key: "audit.checks".into(), reason: e.to_string() });
         }
@@ -215,10 +276,6 @@ impl Recipe {
                 "augment.system_prompt_copies",
                 format!("{} copies of every example is too many (at most 64)", self.augment.system_prompt_copies),
             );
-        }
-        let df = self.train.divergence_factor;
-        if df.is_nan() || df < 0.0 {
-            return bad("train.divergence_factor", format!("must be >= 0 (0 = off), got {df}"));
         }
         if self.augment.system_prompts.iter().any(|p| p.trim().is_empty()) {
             return bad("augment.system_prompts", "an empty system prompt is not a variation".into());
@@ -233,6 +290,38 @@ impl Recipe {
             }
         }
         Ok(())
+    }
+
+    /// `data.max_len` against the model's context length (read from its header or config.json
+    /// before any weight is decoded).
+    ///
+    /// # Errors
+    /// `Invalid` naming `data.max_len` when it exceeds `context_length`.
+    pub fn check_context_length(&self, context_length: usize, model: &Path) -> Result<()> {
+        if self.data.max_len > context_length {
+            return Err(RecipeError::Invalid {
+                key: "data.max_len".into(),
+                reason: format!(
+                    "{} tokens exceed the context length of the model {} ({context_length} tokens)",
+                    self.data.max_len,
+                    model.display()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// A warning when every planned step is a warm-up step: the learning rate never reaches
+    /// `optim.lr`, and a one-step run trains at lr 0 (it looks like a run that did nothing).
+    pub fn warmup_warning(&self, total_steps: u64) -> Option<String> {
+        let w = self.optim.warmup_steps;
+        (w > 0 && w >= total_steps).then(|| {
+            format!(
+                "optim.warmup_steps = {w} is not below the run's {total_steps} optimizer steps: every step is a \
+                 warm-up step, the learning rate never reaches optim.lr and the first step runs at lr 0; lower \
+                 optim.warmup_steps or raise train.max_steps"
+            )
+        })
     }
 
     /// The recipe with every path made absolute (as written to a run's `config.toml`, so
@@ -267,6 +356,8 @@ impl Recipe {
         let mut r = self.absolutized();
         r.output.dir = PathBuf::new();
         r.train.keep_checkpoints = 0;
+        // Who started the run and when is not a setting (the model's hash is checked apart).
+        r.run = None;
         Sha256::digest(r.to_toml().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
     }
 
@@ -295,7 +386,7 @@ impl Recipe {
 
 /// Removes `.` and `name/..` pairs without touching the file system
 /// (`configs/../runs/x` → `runs/x`), so paths print the way users wrote them.
-fn lexical_normalize(p: &Path) -> PathBuf {
+pub(crate) fn lexical_normalize(p: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = PathBuf::new();
     for c in p.components() {
@@ -384,5 +475,108 @@ mod tests {
         }
         let e = Recipe::load(&p, &["lora.r=\"x\"".into()]).expect_err("type").to_string();
         assert!(e.contains('r'), "{e}");
+    }
+
+    /// Every float key: values out of its range (NaN and ±inf always) are errors naming the
+    /// key, the value and the range; the edges of the range are accepted.
+    #[test]
+    fn every_float_key_is_checked_finite_and_in_range() {
+        let (_d, p) = write(MINIMAL);
+        // (key, rejected values, accepted values, range as printed)
+        let cases: &[(&str, &[&str], &[&str], &str)] = &[
+            ("lora.alpha", &["0", "-1"], &["1e-3", "1e4"], "a finite number > 0"),
+            ("lora.dropout", &["1", "-0.1"], &["0", "0.99"], "in [0, 1)"),
+            ("optim.lr", &["0", "-1"], &["1e-9", "1e6"], "a finite number > 0"),
+            ("optim.weight_decay", &["-0.1"], &["0", "0.1"], "a finite number >= 0"),
+            ("optim.beta1", &["1", "-0.1"], &["0", "0.99"], "in [0, 1)"),
+            ("optim.beta2", &["1", "1.5"], &["0", "0.9999"], "in [0, 1)"),
+            ("optim.eps", &["0", "-0.5"], &["1e-12", "1"], "a finite number > 0"),
+            ("optim.l1", &["-0.001"], &["0", "1e-3"], "a finite number >= 0"),
+            ("optim.max_grad_norm", &["-1"], &["0", "1e3"], "a finite number >= 0"),
+            ("train.divergence_factor", &["-1", "0.5"], &["0", "1", "3"], "0 (off) or a finite number >= 1"),
+            ("train.neftune_noise_alpha", &["-1"], &["0", "15"], "a finite number >= 0"),
+            ("train.loss_ema", &["1", "-0.5"], &["0", "0.999"], "in [0, 1)"),
+            ("early_stopping.min_delta", &["-0.001"], &["0", "0.5"], "a finite number >= 0"),
+            ("data.near_dup_threshold", &["0", "1.01"], &["0.01", "1"], "in (0, 1]"),
+            ("data.max_reject_fraction", &["-0.1", "1.5"], &["0", "1"], "in [0, 1]"),
+        ];
+        for (key, rejected, accepted, range) in cases {
+            for v in rejected.iter().chain(&["nan", "inf", "-inf"]) {
+                let o = format!("{key}={v}");
+                let e = Recipe::load(&p, std::slice::from_ref(&o)).expect_err(&o).to_string();
+                let shown = format!("got {}", if *v == "nan" { "NaN" } else { v });
+                assert!(e.contains(&format!("`{key}`")) && e.contains(range) && e.ends_with(&shown), "{o}: {e}");
+            }
+            for v in *accepted {
+                let o = format!("{key}={v}");
+                Recipe::load(&p, std::slice::from_ref(&o)).unwrap_or_else(|e| panic!("{o}: {e}"));
+            }
+        }
+        // A float too large for f32 reads as inf.
+        let e = Recipe::load(&p, &["optim.lr=1e39".into()]).expect_err("1e39").to_string();
+        assert!(e.contains("optim.lr") && e.contains("got inf"), "{e}");
+        // The data and audit fractions with their own messages.
+        for (o, key) in [
+            ("data.val_size=nan", "data.val_size"),
+            ("data.val_size=inf", "data.val_size"),
+            ("audit.checks.near_duplicate_threshold=nan", "near_duplicate_threshold"),
+            ("audit.checks.length_z=inf", "length_z"),
+        ] {
+            let e = Recipe::load(&p, &[o.into()]).expect_err(o).to_string();
+            assert!(e.contains(key), "{o}: {e}");
+        }
+    }
+
+    /// `optim.weight_decay=inf` used to pass and turn the loss into NaN; so does any decay that
+    /// makes the per-step factor 1 − lr·wd zero or negative.
+    #[test]
+    fn weight_decay_inf_is_rejected() {
+        let (_d, p) = write(MINIMAL);
+        let e = Recipe::load(&p, &["optim.weight_decay=inf".into()]).expect_err("inf").to_string();
+        assert_eq!(e, "invalid recipe value `optim.weight_decay`: must be a finite number >= 0, got inf");
+        let e = Recipe::load(&p, &["optim.weight_decay=1e4".into()]).expect_err("lr·wd = 2").to_string();
+        assert!(e.contains("optim.weight_decay") && e.contains("below 1"), "{e}");
+        Recipe::load(&p, &["optim.weight_decay=4000".into()]).expect("lr·wd = 0.8");
+    }
+
+    #[test]
+    fn max_len_above_the_context_length_is_an_error() {
+        let (_d, p) = write(MINIMAL);
+        let r = Recipe::load(&p, &["data.max_len=8193".into()]).expect("load");
+        let e = r.check_context_length(8192, Path::new("m.gguf")).expect_err("too long").to_string();
+        assert!(e.contains("data.max_len") && e.contains("8193") && e.contains("8192") && e.contains("m.gguf"), "{e}");
+        r.check_context_length(8193, Path::new("m.gguf")).expect("fits");
+    }
+
+    #[test]
+    fn warmup_not_below_the_planned_steps_is_a_warning() {
+        let (_d, p) = write(MINIMAL);
+        let r = Recipe::load(&p, &["optim.warmup_steps=2".into()]).expect("load");
+        let w = r.warmup_warning(2).expect("warm-up as long as the run");
+        assert!(w.contains("optim.warmup_steps = 2") && w.contains("lr 0"), "{w}");
+        assert!(r.warmup_warning(1).is_some());
+        assert!(r.warmup_warning(3).is_none());
+        let r = Recipe::load(&p, &[]).expect("load");
+        assert!(r.warmup_warning(1).is_none(), "no warm-up, no warning");
+    }
+
+    /// config.toml's `[run]` reads back, and is not part of what a resume compares.
+    #[test]
+    fn run_record_round_trips_and_is_not_a_setting() {
+        let (_d, p) = write(MINIMAL);
+        let r = Recipe::load(&p, &[]).expect("load");
+        let mut recorded = r.clone();
+        recorded.run = Some(RunRecord {
+            tool_version: "0.1.0".into(),
+            started: "2025-01-01T00:00:00Z".into(),
+            command_line: vec!["tuneguard".into(), "train".into(), "r.toml".into()],
+            model_path: "/models/m.gguf".into(),
+            model_sha256: "ab".repeat(32),
+        });
+        let text = recorded.to_toml();
+        assert!(text.contains("[run]") && text.contains("model_sha256"), "{text}");
+        assert_eq!(toml::from_str::<Recipe>(&text).expect("round trip"), recorded);
+        assert_eq!(recorded.training_fingerprint(), r.training_fingerprint());
+        assert!(!r.to_toml().contains("[run]"), "a recipe without a record writes none");
     }
 }

@@ -21,7 +21,7 @@ pub struct DataSection {
     /// Record shape; detected from the first record when absent.
     #[serde(default)]
     pub format: Option<DataFormat>,
-    /// Longest example in tokens.
+    /// Longest example in tokens (2 up to the model's context length).
     #[serde(default = "d_max_len")]
     pub max_len: usize,
     /// `truncate` or `drop` for longer examples.
@@ -78,7 +78,7 @@ pub struct LoraSection {
     /// Rank r (≥ 1).
     #[serde(default = "d_r")]
     pub r: usize,
-    /// lora_alpha; the update is scaled by alpha / r.
+    /// lora_alpha (> 0); the update is scaled by alpha / r.
     #[serde(default = "d_alpha")]
     pub alpha: f32,
     /// Dropout probability on the LoRA branch's input, in [0, 1).
@@ -95,25 +95,29 @@ pub struct OptimSection {
     /// Peak learning rate (> 0).
     #[serde(default = "d_lr")]
     pub lr: f32,
-    /// Decoupled weight decay (AdamW).
+    /// Decoupled weight decay (AdamW), ≥ 0: each step multiplies the weights by
+    /// 1 − lr·weight_decay, so lr·weight_decay must stay below 1.
     #[serde(default)]
     pub weight_decay: f32,
+    /// AdamW's first-moment decay, in [0, 1).
     #[serde(default = "d_beta1")]
     pub beta1: f32,
+    /// AdamW's second-moment decay, in [0, 1).
     #[serde(default = "d_beta2")]
     pub beta2: f32,
+    /// AdamW's denominator term (> 0).
     #[serde(default = "d_eps")]
     pub eps: f32,
     /// L1 penalty λ·Σ|w| over the trainable weights, added to the loss (0 = off).
     #[serde(default)]
     pub l1: f32,
-    /// Global gradient-norm clip (0 = off).
+    /// Global gradient-norm clip, ≥ 0 (0 = off).
     #[serde(default = "d_clip")]
     pub max_grad_norm: f32,
     /// `constant`, `linear` or `cosine`.
     #[serde(default = "d_schedule")]
     pub schedule: String,
-    /// Warm-up, in optimizer steps.
+    /// Warm-up, in optimizer steps (a warning when it is not below the run's steps).
     #[serde(default)]
     pub warmup_steps: u64,
 }
@@ -139,7 +143,7 @@ pub struct TrainSection {
     /// Seed for the split, shuffling and LoRA initialization.
     #[serde(default)]
     pub seed: u64,
-    /// Loss watchdog: stop when a step's loss exceeds this multiple of the first step's
+    /// Loss watchdog: stop when a step's loss exceeds this multiple (≥ 1) of the first step's
     /// (0 = off; a NaN or infinite loss always stops the run).
     #[serde(default = "d_divergence")]
     pub divergence_factor: f64,
@@ -148,14 +152,14 @@ pub struct TrainSection {
     #[serde(default)]
     pub eval_steps: u64,
     /// NEFTune: uniform noise of magnitude alpha/√(t·d) on the input embeddings while training
-    /// (Jain et al. 2023; 5 is the paper's usual value; 0 = off).
+    /// (Jain et al. 2023; 5 is the paper's usual value; ≥ 0, 0 = off).
     #[serde(default)]
     pub neftune_noise_alpha: f32,
     /// Overfitting alarm: raised when the validation metric worsens while the smoothed training
     /// loss improves for this many evaluations in a row (0 = off).
     #[serde(default = "d_alarm")]
     pub overfit_alarm_evals: usize,
-    /// Smoothing factor β of the training loss's exponential moving average (0 = none).
+    /// Smoothing factor β of the training loss's exponential moving average, in [0, 1) (0 = none).
     #[serde(default = "d_ema")]
     pub loss_ema: f64,
     /// Checkpoints kept besides the best one (a checkpoint is written at every evaluation).
@@ -179,7 +183,7 @@ pub struct EarlyStoppingSection {
     /// Evaluations without improvement before stopping.
     #[serde(default = "d_patience")]
     pub patience: usize,
-    /// Smallest change that counts as an improvement, in the metric's unit.
+    /// Smallest change that counts as an improvement, in the metric's unit (≥ 0).
     #[serde(default)]
     pub min_delta: f64,
     /// At the end, write the best evaluation's weights (not the last) to `adapter/` or `model/`.
@@ -240,6 +244,27 @@ impl Default for ValSizeSpec {
     fn default() -> Self {
         ValSizeSpec::Count(0)
     }
+}
+
+/// `[run]` of a run folder's `config.toml`, and `run` of its `summary.json`: which tool, when,
+/// how and with which model the run was started. Written by `train`, never a setting: the
+/// `[run]` of a recipe (a copied `config.toml`) is replaced by the new run's, and `--resume`
+/// refuses a model whose sha256 is not `model_sha256`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunRecord {
+    /// tuneguard's version.
+    pub tool_version: String,
+    /// When the run started, RFC 3339 UTC (seconds).
+    pub started: String,
+    /// The command line, program name first.
+    pub command_line: Vec<String>,
+    /// The model file or folder the run used, absolute (the recipe's `model.path` or the
+    /// default model).
+    pub model_path: String,
+    /// sha256 of the model file; for a folder, of its `sha256sum`-style listing (one
+    /// `<sha256>  <name>` line per file, sorted by name).
+    pub model_sha256: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -63,6 +63,7 @@ pub fn finish(
     });
     let d = &prepared.summary;
     let summary = Summary {
+        run: ctx.record.clone(),
         train_examples: d.train_examples,
         val_examples: d.val_examples,
         rejected_rows: d.rejected,
@@ -79,6 +80,7 @@ pub fn finish(
         final_metrics,
         early_stopping,
         alarms: st.alarms.clone(),
+        warnings: ctx.warnings.to_vec(),
         lints: prepared.lints.clone(),
         resumed_from_step: resumed_from,
     };

@@ -2,6 +2,7 @@
 //! train with evaluations, early stopping and checkpoints, restore the best weights, and write the
 //! run folder (`config.toml`, `rejected.jsonl`, `metrics.jsonl`, `checkpoints/`, `adapter/` or
 //! `model/`, `summary.json`, `report.html`). [`resume`] continues a run from its last checkpoint.
+//! Both need the folder's [`RunLock`], so two runs never write into one folder.
 use std::path::Path;
 
 use tuneguard_data::tokenize::ChatTokenizer;
@@ -19,13 +20,17 @@ use crate::recipe::Recipe;
 mod finish;
 mod preflight;
 mod prepare;
+mod record;
 mod rows;
 mod train_loop;
 mod types;
 
 use prepare::PrepareCtx;
 pub use prepare::{DataSummary, LeakReport, Prepared};
+pub use record::model_sha256;
 pub use train_loop::LoopState;
+/// The lock file in a run folder (see [`RunLock`]).
+pub use tuneguard_fs::LOCK_FILE;
 pub use types::*;
 
 use train_loop::{train_loop, LoopCtx};
@@ -43,13 +48,53 @@ fn write_atomic(path: &Path, text: &str) -> Result<()> {
 const RUN_MARKERS: [&str; 5] = ["summary.json", "metrics.jsonl", "adapter", "model", checkpoint::DIR];
 const RUN_FILES: [&str; 5] = ["config.toml", "rejected.jsonl", "report.html", "audit.json", "quarantine.jsonl"];
 
+/// One run's exclusive hold on its folder (`OUT/.lock`, an OS advisory lock that dies with its
+/// process): taken before anything in the folder is touched and kept by the caller until it is
+/// done with the folder (the CLI also writes `report.html` under it). A second `train`,
+/// `--resume` or `--overwrite` into the folder is refused instead of interleaving its files
+/// with this run's.
+#[derive(Debug)]
+pub struct RunLock(tuneguard_fs::DirLock);
+
+/// Takes the run folder `dir` (creating it), without waiting.
+///
+/// # Errors
+/// `Locked` when another run holds it (the folder is left as it is), `Io`.
+pub fn lock(dir: &Path) -> Result<RunLock> {
+    tuneguard_fs::lock_dir(dir).map(RunLock).map_err(|e| match e {
+        tuneguard_fs::LockError::Held { dir, holder, .. } => RunError::Locked { dir, holder },
+        tuneguard_fs::LockError::Io { path, err } => RunError::Io { path, err },
+    })
+}
+
+/// `lock` must hold `out` (a caller's mistake otherwise, reported as an I/O error on `out`).
+fn check_lock(lock: &RunLock, out: &Path) -> Result<()> {
+    let same = match (lock.0.dir().canonicalize(), out.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Ok(());
+    }
+    let err = std::io::Error::other(format!("the run's lock is on {}, not on this folder", lock.0.dir().display()));
+    Err(RunError::Io { path: out.to_path_buf(), err })
+}
+
 /// Runs the recipe from the start. `model_path` is the resolved model (the recipe's or the
-/// default).
+/// default); `command_line` is recorded in `config.toml` and `summary.json`.
 ///
 /// # Errors
 /// Any [`RunError`]; nothing is left half-written in the run folder's files.
-pub fn run(recipe: &Recipe, model_path: &Path, overwrite: bool, progress: &mut dyn Progress) -> Result<Summary> {
+pub fn run(
+    recipe: &Recipe,
+    model_path: &Path,
+    overwrite: bool,
+    lock: &RunLock,
+    command_line: &[String],
+    progress: &mut dyn Progress,
+) -> Result<Summary> {
     let out = &recipe.output.dir;
+    check_lock(lock, out)?;
     // A run has started once metrics.jsonl exists; config.toml and rejected.jsonl alone are left
     // by a run that stopped before training and do not block the next one.
     if RUN_MARKERS.iter().any(|m| out.join(m).exists()) && !overwrite {
@@ -60,8 +105,7 @@ pub fn run(recipe: &Recipe, model_path: &Path, overwrite: bool, progress: &mut d
         let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
     }
     std::fs::create_dir_all(out).map_err(io(out))?;
-    write_atomic(&out.join("config.toml"), &recipe.absolutized().to_toml())?;
-    execute(recipe, model_path, false, progress)
+    execute(recipe, model_path, false, command_line, progress)
 }
 
 /// Continues the run in `recipe.output.dir` (whose recipe is its `config.toml`) from its newest
@@ -69,9 +113,17 @@ pub fn run(recipe: &Recipe, model_path: &Path, overwrite: bool, progress: &mut d
 /// final weights.
 ///
 /// # Errors
-/// `Resume` when the folder has no complete checkpoint, has finished, or its data changed.
-pub fn resume(recipe: &Recipe, model_path: &Path, progress: &mut dyn Progress) -> Result<Summary> {
+/// `Resume` when the folder has no complete checkpoint, has finished, its data changed, or the
+/// model's sha256 is not the one `config.toml` recorded.
+pub fn resume(
+    recipe: &Recipe,
+    model_path: &Path,
+    lock: &RunLock,
+    command_line: &[String],
+    progress: &mut dyn Progress,
+) -> Result<Summary> {
     let out = &recipe.output.dir;
+    check_lock(lock, out)?;
     let fail = |reason: &str| Err(RunError::Resume { dir: out.clone(), reason: reason.into() });
     if out.join("summary.json").exists() {
         return fail("the run has finished (summary.json exists)");
@@ -79,7 +131,27 @@ pub fn resume(recipe: &Recipe, model_path: &Path, progress: &mut dyn Progress) -
     if checkpoint::list(out).is_empty() {
         return fail("it has no complete checkpoint (one is written at each evaluation); start it again");
     }
-    execute(recipe, model_path, true, progress)
+    execute(recipe, model_path, true, command_line, progress)
+}
+
+/// `config.toml`: a header for the reader, then the resolved recipe with this run's `[run]`.
+fn write_config(recipe: &Recipe, record: &crate::recipe::RunRecord) -> Result<()> {
+    let mut r = recipe.absolutized();
+    r.run = Some(record.clone());
+    let text = format!(
+        "# The resolved recipe of this run: every key with its value, paths absolute, and [run]\n\
+         # (who started it, when, with which model). `tuneguard train --resume` reads this file\n\
+         # and refuses to continue when a setting here was edited or the model file changed.\n\n{}",
+        r.to_toml()
+    );
+    write_atomic(&recipe.output.dir.join("config.toml"), &text)
+}
+
+/// The model's context length against `data.max_len`, from its header (nothing is decoded).
+fn check_context(recipe: &Recipe, model_path: &Path) -> Result<()> {
+    let config = tuneguard_model::engine::read_config(model_path)?;
+    recipe.check_context_length(config.max_position_embeddings, model_path)?;
+    Ok(())
 }
 
 /// What early stopping tracks, from the recipe.
@@ -134,14 +206,37 @@ fn prepare_for(
 /// As [`run`], before training.
 pub fn preflight(recipe: &Recipe, model_path: &Path, out: &Path, progress: &mut dyn Progress) -> Result<Prepared> {
     prepare::authenticate(recipe, progress)?;
+    check_context(recipe, model_path)?;
     std::fs::create_dir_all(out).map_err(io(out))?;
     let (loaded, _) = load_model(recipe, model_path, progress)?;
     prepare_for(recipe, &loaded, out, true, progress)
 }
 
-fn execute(recipe: &Recipe, model_path: &Path, resuming: bool, progress: &mut dyn Progress) -> Result<Summary> {
+fn execute(
+    recipe: &Recipe,
+    model_path: &Path,
+    resuming: bool,
+    command_line: &[String],
+    progress: &mut dyn Progress,
+) -> Result<Summary> {
     let out = &recipe.output.dir;
     prepare::authenticate(recipe, progress)?;
+    check_context(recipe, model_path)?;
+    let record = record::new(model_path, command_line)?;
+    match (&recipe.run, resuming) {
+        (_, false) => write_config(recipe, &record)?,
+        (Some(started), true) if started.model_sha256 != record.model_sha256 => {
+            return Err(RunError::Resume {
+                dir: out.clone(),
+                reason: format!(
+                    "the model {} (sha256 {}) is not the one the run started with, {} (sha256 {}, in config.toml)",
+                    record.model_path, record.model_sha256, started.model_path, started.model_sha256
+                ),
+            });
+        }
+        // A folder from before runs were recorded has no model hash to compare.
+        _ => {}
+    }
     let (mut loaded, trainable) = load_model(recipe, model_path, progress)?;
     let t = &recipe.train;
     let mut prepared = prepare_for(recipe, &loaded, out, false, progress)?;
@@ -168,25 +263,30 @@ fn execute(recipe: &Recipe, model_path: &Path, resuming: bool, progress: &mut dy
     }
     let fingerprint = prepared.fingerprint();
     let rows = rows::training_rows(std::mem::take(&mut prepared.train), recipe.data.packing, recipe.data.max_len)?;
+    let mut warnings = Vec::new();
     let mut per_step = t.batch_size * t.grad_accum;
     if per_step > rows.len() {
-        progress.message(&format!(
-            "warning: train.batch_size × train.grad_accum = {per_step} exceeds the {} training rows; using {} per step",
+        warnings.push(format!(
+            "train.batch_size × train.grad_accum = {per_step} exceeds the {} training rows; using {} per step",
             rows.len(),
             rows.len()
         ));
         per_step = rows.len();
     }
     let total_steps = if t.max_steps > 0 { t.max_steps } else { (rows.len().div_ceil(per_step) * t.epochs) as u64 };
+    warnings.extend(recipe.warmup_warning(total_steps));
     let eval_every = if t.eval_steps > 0 { t.eval_steps } else { total_steps.div_ceil(10).max(1) };
     let o = &recipe.optim;
     let mut opt =
         AdamW::new(AdamWConfig { lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weight_decay: o.weight_decay })?;
     let (tracker, early_stopping) = tracker(recipe);
     if early_stopping && prepared.val.is_empty() {
-        progress.message(
-            "warning: early stopping is on but there is no validation data; set data.val_size or data.val_file",
+        warnings.push(
+            "early stopping is on but there is no validation data; set data.val_size or data.val_file".to_string(),
         );
+    }
+    for w in &warnings {
+        progress.message(&format!("warning: {w}"));
     }
     let base_name = recipe
         .model
@@ -202,6 +302,8 @@ fn execute(recipe: &Recipe, model_path: &Path, resuming: bool, progress: &mut dy
         eval_every,
         early_stopping,
         base_name: &base_name,
+        record: &record,
+        warnings: &warnings,
     };
     let (state, resumed_from) = if resuming {
         let st = restore(&ctx, &mut loaded.model, &mut opt, &fingerprint, total_steps)?;
@@ -209,7 +311,7 @@ fn execute(recipe: &Recipe, model_path: &Path, resuming: bool, progress: &mut dy
         let from = st.step;
         (st, Some(from))
     } else {
-        (fresh_state(&ctx, &loaded.model, tracker, fingerprint, total_steps)?, None)
+        (fresh_state(&ctx, &loaded.model, tracker, fingerprint, total_steps, progress)?, None)
     };
     let st = train_loop(&ctx, &mut loaded.model, &mut opt, state, progress)?;
     finish::finish(&ctx, &mut loaded, st, &prepared, trainable, resumed_from, progress)
@@ -223,6 +325,7 @@ fn fresh_state(
     tracker: EarlyStopping,
     data_fingerprint: String,
     total_steps: u64,
+    progress: &mut dyn Progress,
 ) -> Result<LoopState> {
     let recipe = ctx.recipe;
     let alarm = OverfitAlarm::new(recipe.train.overfit_alarm_evals, recipe.minimize_metric());
@@ -230,7 +333,17 @@ fn fresh_state(
     let metrics = ctx.out.join("metrics.jsonl");
     std::fs::write(&metrics, "").map_err(io(&metrics))?; // the run has started
     if !ctx.val.is_empty() {
+        // A forward pass over the whole validation set: seconds on a CPU, so say what it is.
+        progress.message(&format!("evaluating the base model on {} validation examples...", ctx.val.len()));
+        let t0 = std::time::Instant::now();
         let base = evaluate(model, ctx.val)?;
+        progress.message(&format!(
+            "base model: val loss {:.4} perplexity {:.2} token accuracy {:.3} ({:.1} s)",
+            base.loss,
+            base.perplexity,
+            base.token_accuracy,
+            t0.elapsed().as_secs_f64()
+        ));
         let line = serde_json::to_string(&EvalRecord::new(0, &base, None)).unwrap_or_default();
         std::fs::write(&metrics, line + "\n").map_err(io(&metrics))?;
         st.base_eval = Some(base);

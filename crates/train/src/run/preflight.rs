@@ -41,8 +41,7 @@ pub fn audit(
         max_example_bytes: tok.max_example_bytes(max_len),
     };
     let report = checks::audit_files(files, &recipe.audit.checks, &opts)?;
-    checks::write_audit_json(&out.join("audit.json"), &report)?;
-    let n = checks::write_quarantine(&out.join("quarantine.jsonl"), &report)?;
+    let n = checks::write_audit_outputs(out, &report)?;
     let found: Vec<(String, usize, String)> = report
         .counts
         .iter()

@@ -104,6 +104,10 @@ pub struct LoopCtx<'a> {
     pub eval_every: u64,
     pub early_stopping: bool,
     pub base_name: &'a str,
+    /// This invocation, for the summary.
+    pub record: &'a crate::recipe::RunRecord,
+    /// Setup warnings already logged, for the summary.
+    pub warnings: &'a [String],
 }
 
 /// Rows for the next step: a fresh seeded shuffle per epoch, consumed in order across steps.

@@ -21,6 +21,12 @@ pub enum RunError {
     Io { path: PathBuf, err: std::io::Error },
     #[error("{0}: the folder already holds a run (possibly an interrupted one); pass --resume to continue it or --overwrite to replace it")]
     OutputExists(PathBuf),
+    /// Another run (a `train`, `--resume` or `--overwrite`) holds the folder's lock.
+    #[error("{dir}: another tuneguard run{} is using this folder; wait for it to end, or choose another output.dir", holder_text(.holder))]
+    Locked { dir: PathBuf, holder: Option<u32> },
+    /// A recipe value that does not fit the model (checked from its header, before loading).
+    #[error(transparent)]
+    Recipe(#[from] crate::recipe::RecipeError),
     #[error("the model has no chat template, which the training data needs")]
     NoChatTemplate,
     /// The validation split cannot be made (the message names `data.val_size`).
@@ -44,6 +50,10 @@ pub enum RunError {
 }
 
 pub type Result<T> = std::result::Result<T, RunError>;
+
+fn holder_text(pid: &Option<u32>) -> String {
+    pid.map_or(String::new(), |p| format!(" (process {p})"))
+}
 
 /// One optimizer step's figures (a `"kind": "train"` line of `metrics.jsonl`).
 #[derive(Debug, Clone, Serialize)]
@@ -136,6 +146,8 @@ pub struct EarlyStoppingSummary {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// This invocation (for a resumed run: the resume's command line and start).
+    pub run: crate::recipe::RunRecord,
     pub train_examples: usize,
     pub val_examples: usize,
     pub rejected_rows: usize,
@@ -157,6 +169,8 @@ pub struct Summary {
     pub final_metrics: Option<EvalMetrics>,
     pub early_stopping: Option<EarlyStoppingSummary>,
     pub alarms: Vec<Alarm>,
+    /// Warnings about the setup logged before training (e.g. a warm-up as long as the run).
+    pub warnings: Vec<String>,
     /// Findings of the pre-flight lint (warnings, or errors when `audit.lint = "warn"`).
     pub lints: Vec<tuneguard_audit::lint::Lint>,
     /// The checkpoint step this run was resumed from, if it was.
