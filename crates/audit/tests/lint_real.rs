@@ -209,10 +209,12 @@ fn a_row_the_template_refuses_does_not_stop_the_lint() -> Result<()> {
     let mut s = quickstart()?;
     let dir = tempfile::tempdir()?;
     let t = template_file(&m, dir.path(), "llama2.jinja", LLAMA2)?;
-    let twice = |e: &Example| match e {
-        Example::Chat(c) => Example::Chat(vec![c[0].clone(), c[0].clone(), c[1].clone()]),
-        other => other.clone(),
-    };
+    fn twice(e: &Example) -> Example {
+        match e {
+            Example::Chat(c) => Example::Chat(vec![c[0].clone(), c[0].clone(), c[1].clone()]),
+            other => other.clone(),
+        }
+    }
     s.train[7] = twice(&s.train[7]);
     let lints = run_lints(&LintInput { data_chat_template: Some(&t), ..input(&m, &s) })?;
     assert_eq!(fired(&lints), BTreeSet::from([ids::FOREIGN_CHAT_TEMPLATE]), "{}", lint_report_text(&lints));

@@ -39,7 +39,7 @@ fn repeated_keys_and_assistant_first_turns_are_quarantined() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("chat.jsonl");
     write(&path, &lines)?;
-    let report = checks::audit_files(&[path.clone()], &AuditConfig::default(), &AuditOptions::default())?;
+    let report = checks::audit_files(std::slice::from_ref(&path), &AuditConfig::default(), &AuditOptions::default())?;
     let got: Vec<(usize, CheckId, Action)> = report.findings.iter().map(|f| (f.row.line, f.check, f.action)).collect();
     assert_eq!(got, [(3, CheckId::DuplicateKey, Action::Quarantine), (9, CheckId::AssistantFirst, Action::Quarantine)]);
     assert!(CheckId::DuplicateKey.is_schema() && CheckId::AssistantFirst.is_schema());

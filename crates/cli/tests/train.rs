@@ -101,8 +101,14 @@ fn malformed_rows_are_quarantined_with_file_and_line() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rejected = std::fs::read_to_string(d.path().join("run/rejected.jsonl")).unwrap();
     let rows: Vec<serde_json::Value> = rejected.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let lines: Vec<u64> = rows.iter().map(|r| r["line"].as_u64().unwrap()).collect();
-    assert_eq!(lines, [7, 8, 9], "{rejected}");
+    let lines: Vec<(u64, &str)> =
+        rows.iter().map(|r| (r["line"].as_u64().unwrap(), r["kind"].as_str().unwrap())).collect();
+    // The loader's rejects, then the rows tokenization dropped (longer than max_len 160).
+    assert_eq!(
+        lines,
+        [(7, "invalid_json"), (8, "invalid_utf8"), (9, "missing_field"), (3, "too_long"), (4, "too_long")],
+        "{rejected}"
+    );
     assert!(rows
         .iter()
         .all(|r| r["file"].as_str().unwrap().ends_with("data.jsonl") && !r["reason"].as_str().unwrap().is_empty()));

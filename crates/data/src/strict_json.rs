@@ -64,7 +64,7 @@ impl fmt::Display for At<'_> {
         match self {
             At::Root(name) => f.write_str(name),
             At::Key(parent, key) => match parent {
-                At::Root(name) if name.is_empty() => f.write_str(key),
+                At::Root("") => f.write_str(key),
                 _ => write!(f, "{parent}.{key}"),
             },
             At::Index(parent, i) => write!(f, "{parent}[{i}]"),

@@ -127,31 +127,28 @@ pub(crate) fn prepare(tok: &ChatTokenizer<'_>, input: &LintInput<'_>) -> Result<
 fn items(tok: &ChatTokenizer<'_>, examples: &[Example], opts: TokenizeOptions) -> (Vec<Item>, Vec<(usize, String)>) {
     // Rendering dominates (3 renders per reply); examples are independent. Over-long examples
     // are cut first, as training cuts them.
-    let results: Vec<std::result::Result<Item, (Item, String)>> = examples
+    let results: Vec<(Item, Option<String>)> = examples
         .par_iter()
         .enumerate()
         .map(|(index, ex)| match tok.tokenize_bounded(ex, opts.max_len) {
-            Ok(full) => Ok(item(index, ex, full, opts)),
+            Ok(full) => (item(index, ex, full, opts), None),
             Err(e) => {
                 let reason = match e {
                     tuneguard_data::DataError::Tokenize { reason, .. } => reason,
                     other => other.to_string(),
                 };
                 let empty = TokenizedExample { input_ids: Vec::new(), labels: Vec::new() };
-                Err((Item { outcome: Outcome::Unrenderable, ..item(index, ex, empty, opts) }, reason))
+                (Item { outcome: Outcome::Unrenderable, ..item(index, ex, empty, opts) }, Some(reason))
             }
         })
         .collect();
     let mut items = Vec::with_capacity(results.len());
     let mut failures = Vec::new();
-    for r in results {
-        match r {
-            Ok(it) => items.push(it),
-            Err((it, reason)) => {
-                failures.push((it.index, reason));
-                items.push(it);
-            }
+    for (it, failure) in results {
+        if let Some(reason) = failure {
+            failures.push((it.index, reason));
         }
+        items.push(it);
     }
     (items, failures)
 }
