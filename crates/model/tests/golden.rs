@@ -170,6 +170,11 @@ fn merged_adapter_gives_the_same_logits_as_base_plus_adapter() {
     let mut cache = KvCache::new(&merged.config);
     let logits = merged.forward(&ids, &mut cache, LogitsFor::All).expect("forward");
     let diff = logits.iter().zip(&with_adapter).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    eprintln!("merged vs base + adapter: max |Δ logit| = {diff:.2e}");
-    assert!(diff < 1e-4, "merged weights differ from base + adapter by {diff}");
+    let scale = with_adapter.iter().fold(0f32, |m, x| m.max(x.abs()));
+    eprintln!("merged vs base + adapter: max |Δ logit| = {diff:.2e} (max |logit| {scale:.2})");
+    // W x + s·B(A x) and (W + s·BA) x round differently in f32; how much depends on the kernel's
+    // summation order (8.5e-5 with the AVX-512 sgemm, 1.33e-4 on an AVX2-only AMD EPYC), so the
+    // bound is relative to the logits' size: 1e-5 of the largest |logit|. A wrong merge (a missing
+    // scale, a transposed B·A) moves logits by 1e-1 or more.
+    assert!(diff < 1e-5 * scale, "merged weights differ from base + adapter by {diff} (max |logit| {scale})");
 }
