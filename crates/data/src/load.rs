@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::csv_records::{CsvItem, CsvRecords};
 use crate::error::{DataError, Result};
 use crate::format::DataFormat;
-use crate::record::{to_example, Example, Reject, RejectKind};
+use crate::record::{to_example_parts, Example, Reject, RejectKind};
 use crate::rejected::{raw_text, LoadStats, Rejected};
 use crate::strict_json::{self, JsonError};
 
@@ -123,6 +123,9 @@ pub struct LoadedData {
     pub examples: Vec<Example>,
     /// 1-based source line of each example (same length as `examples`).
     pub lines: Vec<usize>,
+    /// Per example, the byte length of the instruction at the start of its user turn
+    /// (instruction-format rows; `None` otherwise), for [`crate::parts::split_shared`].
+    pub instruction_lens: Vec<Option<usize>>,
     /// Rejected rows, in file order.
     pub rejected: Vec<Rejected>,
     /// Counts.
@@ -180,6 +183,7 @@ struct Sink {
     first_keys: Option<Vec<String>>,
     examples: Vec<Example>,
     lines: Vec<usize>,
+    instruction_lens: Vec<Option<usize>>,
     rejected: Vec<Rejected>,
     stats: LoadStats,
 }
@@ -193,6 +197,7 @@ impl Sink {
             first_keys: None,
             examples: Vec::new(),
             lines: Vec::new(),
+            instruction_lens: Vec::new(),
             rejected: Vec::new(),
             stats: LoadStats::default(),
         }
@@ -223,11 +228,12 @@ impl Sink {
         if format.required_fields().iter().any(|f| obj.get(*f).is_none_or(Value::is_null)) {
             self.stats.shape_misfits += 1;
         }
-        match to_example(obj, format, messages_from_string) {
-            Ok(ex) => {
+        match to_example_parts(obj, format, messages_from_string) {
+            Ok((ex, instruction_len)) => {
                 self.stats.accepted += 1;
                 self.examples.push(ex);
                 self.lines.push(line);
+                self.instruction_lens.push(instruction_len);
             }
             Err(r) => self.reject(line, raw, r),
         }
@@ -260,6 +266,7 @@ impl Sink {
             shape_source: self.shape_source,
             examples: self.examples,
             lines: self.lines,
+            instruction_lens: self.instruction_lens,
             rejected: self.rejected,
             stats: self.stats,
         };
@@ -271,6 +278,14 @@ impl Sink {
 }
 
 impl LoadedData {
+    /// Keeps the examples whose line `keep` accepts, with their lines and instruction lengths.
+    pub fn retain_lines(&mut self, keep: impl Fn(usize) -> bool) {
+        let flags: Vec<bool> = self.lines.iter().map(|&l| keep(l)).collect();
+        retain_flagged(&mut self.examples, &flags);
+        retain_flagged(&mut self.instruction_lens, &flags);
+        retain_flagged(&mut self.lines, &flags);
+    }
+
     /// The shape the rows were read with and how many did not fit it.
     pub fn shape(&self) -> ShapeReport {
         ShapeReport {
@@ -309,6 +324,11 @@ impl LoadedData {
         }
         Ok(())
     }
+}
+
+fn retain_flagged<T>(v: &mut Vec<T>, keep: &[bool]) {
+    let mut flags = keep.iter();
+    v.retain(|_| flags.next().copied().unwrap_or(true));
 }
 
 /// The raw text of the rows of `path` that start on `lines` (1-based, as in

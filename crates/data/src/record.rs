@@ -173,12 +173,23 @@ fn optional_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<Option<&'a
 
 /// Converts one record. `messages_from_string`: a messages field given as a JSON string is
 /// parsed (CSV cells are always strings).
+#[cfg(test)]
 pub(crate) fn to_example(
     obj: &Map<String, Value>,
     format: &DataFormat,
     messages_from_string: bool,
 ) -> Result<Example, Reject> {
-    match format {
+    to_example_parts(obj, format, messages_from_string).map(|(e, _)| e)
+}
+
+/// [`to_example`] and, for an instruction-format record, the byte length of the instruction at
+/// the start of the user turn ([`crate::parts::split_shared`] splits it off again).
+pub(crate) fn to_example_parts(
+    obj: &Map<String, Value>,
+    format: &DataFormat,
+    messages_from_string: bool,
+) -> Result<(Example, Option<usize>), Reject> {
+    let example = match format {
         DataFormat::Instruction { instruction, context, response } => {
             let ins = required_str(obj, instruction, instruction)?;
             let ctx = optional_str(obj, context)?;
@@ -187,12 +198,13 @@ pub(crate) fn to_example(
                 Some(c) => format!("{ins}\n\n{c}"),
                 None => ins.to_string(),
             };
-            Ok(Example::Chat(vec![ChatMessage::new("user", user), ChatMessage::new("assistant", resp)]))
+            let chat = vec![ChatMessage::new("user", user), ChatMessage::new("assistant", resp)];
+            return Ok((Example::Chat(chat), Some(ins.len())));
         }
         DataFormat::PromptCompletion { prompt, completion } => {
             let p = required_str(obj, prompt, prompt)?;
             let c = required_str(obj, completion, completion)?;
-            Ok(Example::Chat(vec![ChatMessage::new("user", p), ChatMessage::new("assistant", c)]))
+            Example::Chat(vec![ChatMessage::new("user", p), ChatMessage::new("assistant", c)])
         }
         DataFormat::Messages { field } => {
             let parsed;
@@ -209,10 +221,11 @@ pub(crate) fn to_example(
                 }
                 Some(v) => v,
             };
-            messages(list, field).map(Example::Chat)
+            Example::Chat(messages(list, field)?)
         }
-        DataFormat::Text { field } => Ok(Example::Text(required_str(obj, field, field)?.to_string())),
-    }
+        DataFormat::Text { field } => Example::Text(required_str(obj, field, field)?.to_string()),
+    };
+    Ok((example, None))
 }
 
 /// Validates an OpenAI-style message list.

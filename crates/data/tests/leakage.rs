@@ -1,8 +1,8 @@
 //! Train/validation leakage on real data: the Self-Instruct seed tasks split in two, with exact
 //! and near copies of training rows planted in validation.
 use tuneguard_data::{
-    example_text, find_leaks, jaccard, load_file, normalize_text, split_indices, Example, LeakKind, LeakageOptions,
-    LoadOptions, MinHasher, ValSize,
+    example_text, find_leaks, jaccard, load_file, normalize_text, split_indices, Example, LeakKind, LeakRows,
+    LeakageOptions, LoadOptions, MinHasher, ValSize,
 };
 use tuneguard_model::chat::ChatMessage;
 
@@ -113,12 +113,19 @@ fn whole_set_against_itself_is_all_exact() -> anyhow::Result<()> {
 #[ignore]
 fn leakage_bench_superni() -> anyhow::Result<()> {
     let path = tuneguard_model::testutil::shared_dir().join("data/instruction/superni_en_shared.jsonl");
-    let all = load_file(&path, &LoadOptions::default())?.examples;
+    let data = load_file(&path, &LoadOptions::default())?;
+    let all = &data.examples;
     let (train_idx, val_idx) = split_indices(all.len(), ValSize::Fraction(0.5), 1, None)?;
-    let train: Vec<Example> = train_idx.iter().map(|&i| all[i].clone()).collect();
-    let val: Vec<Example> = val_idx.iter().map(|&i| all[i].clone()).collect();
+    let pick = |idx: &[usize]| -> (Vec<Example>, Vec<Option<usize>>) {
+        idx.iter().map(|&i| (all[i].clone(), data.instruction_lens[i])).unzip()
+    };
+    let ((train, train_lens), (val, val_lens)) = (pick(&train_idx), pick(&val_idx));
     let start = std::time::Instant::now();
-    let leaks = find_leaks(&train, &val, &LeakageOptions::default());
+    let leaks = find_leaks(
+        LeakRows { examples: &train, instruction_lens: &train_lens },
+        LeakRows { examples: &val, instruction_lens: &val_lens },
+        &LeakageOptions::default(),
+    );
     let secs = start.elapsed().as_secs_f64();
     let words: usize = all.iter().map(|e| example_text(e).split_whitespace().count()).sum();
     eprintln!(
@@ -130,5 +137,85 @@ fn leakage_bench_superni() -> anyhow::Result<()> {
         leaks.len(),
         leaks.iter().filter(|l| l.kind == LeakKind::Exact).count()
     );
+    Ok(())
+}
+
+/// Super-NaturalInstructions repeats each task's definition over many rows that differ in input
+/// and answer. A validation row that shares only the definition with training rows is a new
+/// example of the task: rows that share the instruction are compared on input and answer, the
+/// others whole. Planted copies of training rows are still found, by the rest or by the whole row.
+#[test]
+fn rows_sharing_only_an_instruction_are_not_leaks() -> anyhow::Result<()> {
+    let path = tuneguard_model::testutil::shared_dir().join("data/instruction/superni_en_shared.jsonl");
+    let data = load_file(&path, &LoadOptions::default())?;
+    let (n, opts) = (data.examples.len(), LeakageOptions::default());
+    let (train_idx, val_idx) = split_indices(n, ValSize::Fraction(0.1), 17, None)?;
+    let pick = |idx: &[usize]| -> (Vec<Example>, Vec<Option<usize>>) {
+        idx.iter().map(|&i| (data.examples[i].clone(), data.instruction_lens[i])).unzip()
+    };
+    let ((train, train_lens), (mut val, mut val_lens)) = (pick(&train_idx), pick(&val_idx));
+    let leaks = |val: &[Example], val_lens: &[Option<usize>]| {
+        find_leaks(
+            LeakRows { examples: &train, instruction_lens: &train_lens },
+            LeakRows { examples: val, instruction_lens: val_lens },
+            &opts,
+        )
+    };
+    let whole = find_leaks(&train, &val, &opts).len();
+    let clean = leaks(&val, &val_lens);
+    eprintln!("{} validation rows: {whole} leaks compared whole, {} by parts", val.len(), clean.len());
+    assert!(whole > 10 * clean.len().max(1), "whole rows: {whole}, by parts: {}", clean.len());
+    // What is left is the same input seen in training, often under another task drawn from the
+    // same source (a passage, a tweet): the raw `context` fields share most of their words.
+    let raw: Vec<serde_json::Value> =
+        std::fs::read_to_string(&path)?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let context_words = |i: usize| -> std::collections::HashSet<String> {
+        let row = &raw[data.lines[i] - 1];
+        row["context"].as_str().unwrap_or_default().split_whitespace().map(str::to_lowercase).collect()
+    };
+    for l in &clean {
+        let (a, b) = (context_words(val_idx[l.val_index]), context_words(train_idx[l.train_index]));
+        let j = a.intersection(&b).count() as f64 / a.union(&b).count().max(1) as f64;
+        assert!(j >= 0.6, "{l:?}: the inputs share {j:.2} of their words");
+    }
+
+    // Plant copies of training rows with a long input: one word of the input changed, and one
+    // word of the instruction changed.
+    let long: Vec<usize> = (0..train.len())
+        .filter(|&i| {
+            let (Some(k), Example::Chat(m)) = (train_lens[i], &train[i]) else { return false };
+            m[0].content[k..].split_whitespace().count() >= 80
+        })
+        .take(2)
+        .collect();
+    assert_eq!(long.len(), 2);
+    let change_word = |s: &str, from: usize| -> String {
+        let mut w: Vec<&str> = s.split(' ').collect();
+        let at = from + (w.len() - from) / 2;
+        w[at] = "banana";
+        w.join(" ")
+    };
+    let mut want = Vec::new();
+    for (t, in_instruction) in [(long[0], false), (long[1], true)] {
+        let (Example::Chat(m), Some(k)) = (&train[t], train_lens[t]) else { unreachable!() };
+        let mut m = m.clone();
+        let (ins, rest) = m[0].content.split_at(k);
+        let (ins, rest) = if in_instruction {
+            (change_word(ins, 0), rest.to_string())
+        } else {
+            (ins.to_string(), change_word(rest, 0))
+        };
+        // Either way the instructions are alike, so the copy is judged by its input and answer.
+        want.push((val.len(), t, Some(tuneguard_data::SharedKind::Instruction)));
+        val_lens.push(Some(ins.len()));
+        m[0].content = ins + &rest;
+        val.push(Example::Chat(m));
+    }
+    let got: Vec<_> = leaks(&val, &val_lens)
+        .into_iter()
+        .filter(|l| l.val_index >= val_idx.len())
+        .map(|l| (l.val_index, l.train_index, l.shared))
+        .collect();
+    assert_eq!(got, want);
     Ok(())
 }

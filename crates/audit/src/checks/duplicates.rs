@@ -24,8 +24,8 @@
 //! answer). So:
 //! - rows with the same normalized *shared part* are compared on the rest (the parts that vary):
 //!   the shared part is the instruction of instruction-format rows (the loader puts it at the
-//!   start of the user turn; the audit's streaming reader finds its length in the record) or
-//!   the system message a chat opens with; the rest is the context and the response, or the
+//!   start of the user turn and records its length) or the system message a chat opens with
+//!   ([`tuneguard_data::parts`]); the rest is the context and the response, or the
 //!   later messages;
 //! - rows whose shared parts differ, or that have none (prompt/completion, chats without a
 //!   system message, text), are compared whole, so a copy with a reworded instruction is found.
@@ -47,7 +47,8 @@
 use std::collections::HashMap;
 
 use tuneguard_data::leakage::example_text;
-use tuneguard_data::{normalize_text, Example, MinHasher, Signature};
+pub use tuneguard_data::SharedKind;
+use tuneguard_data::{normalize_text, split_shared, Example, MinHasher, RowParts, Signature};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 use super::bands::CappedLsh;
@@ -73,24 +74,6 @@ pub struct RowKeys {
     pub shared: Option<Shared>,
 }
 
-/// What kind of shared part a row has (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SharedKind {
-    /// The instruction of an instruction-format row.
-    Instruction,
-    /// The system message a chat opens with.
-    SystemPrompt,
-}
-
-impl SharedKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            SharedKind::Instruction => "instruction",
-            SharedKind::SystemPrompt => "system prompt",
-        }
-    }
-}
-
 /// A row's shared part, as a key, and the MinHash signature of the rest of the row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shared {
@@ -108,25 +91,6 @@ pub enum DupVerdict {
     /// The earlier row, the estimated Jaccard, and the shared part when the two rows share it
     /// and the Jaccard is of the rest.
     Near(RowRef, f64, Option<SharedKind>),
-}
-
-/// The shared part of `e` and the texts of the rest: the first `instruction_len` bytes of the
-/// user turn (instruction-format rows; the loader writes it as the instruction, then "\n\n"
-/// and the context when there is one), else an opening system message followed by more turns.
-fn split_shared(e: &Example, instruction_len: Option<usize>) -> Option<(SharedKind, &str, Vec<&str>)> {
-    let Example::Chat(m) = e else { return None };
-    let (first, later) = m.split_first()?;
-    let later = later.iter().map(|m| m.content.as_str());
-    match instruction_len {
-        Some(n) if first.role == "user" && first.content.is_char_boundary(n) => {
-            let (ins, head) = first.content.split_at(n);
-            Some((SharedKind::Instruction, ins, std::iter::once(head).chain(later).collect()))
-        }
-        _ if first.role == "system" && m.len() > 1 => {
-            Some((SharedKind::SystemPrompt, first.content.as_str(), later.collect()))
-        }
-        _ => None,
-    }
 }
 
 /// Words per shingle, at most, for the rest of rows with a shared part (see the module docs).
@@ -164,7 +128,7 @@ pub fn row_keys(e: &Example, instruction_len: Option<usize>, hashers: Option<&Ne
     };
     let sig = hashers.map(|h| h.whole.signature(&text));
     let shared = hashers.and_then(|h| {
-        let (kind, part, rest) = split_shared(e, instruction_len)?;
+        let RowParts { kind, shared: part, rest } = split_shared(e, instruction_len)?;
         let key = xxh3_64(normalize_text(part).as_bytes()).max(1);
         Some(Shared { kind, key, rest: h.rest.signature(&normalize_text(&rest.join("\n"))) })
     });

@@ -54,10 +54,13 @@ pub fn audit_files(paths: &[PathBuf], cfg: &AuditConfig, opts: &AuditOptions<'_>
             let mut load = LoadStats::default();
             let mut shapes = Vec::with_capacity(paths.len());
             for (file, path) in paths.iter().enumerate() {
-                let (stats, shape) = stream::for_each_chunk(path, &opts.load, |chunk| {
-                    let stream::Chunk { data, instruction_lens } = chunk;
-                    let facts =
-                        data.examples.par_iter().zip(instruction_lens).map(|(e, ins)| checker.facts(e, ins)).collect();
+                let (stats, shape) = stream::for_each_chunk(path, &opts.load, |data| {
+                    let facts = data
+                        .examples
+                        .par_iter()
+                        .zip(&data.instruction_lens)
+                        .map(|(e, &ins)| checker.facts(e, ins))
+                        .collect();
                     // The receiver lives until the reader ends: a failed send cannot happen.
                     let _ = tx.send((file, data, facts));
                     Ok(())

@@ -17,7 +17,7 @@ use std::rc::Rc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tuneguard_data::leakage::{example_text, find_leaks, LeakKind, LeakageOptions};
+use tuneguard_data::leakage::{example_text, find_leaks, LeakKind, LeakRows, LeakageOptions};
 use tuneguard_data::load::{load_file, LoadOptions, LoadedData};
 use tuneguard_data::split::{read_field_values, split_indices, ValSize};
 use tuneguard_data::tokenize::{ChatTokenizer, Dropped, TokenizeOptions, TokenizeStats, TokenizedExample};
@@ -72,6 +72,10 @@ pub struct DataSummary {
 pub struct LeakReport {
     pub kind: String,
     pub jaccard: f64,
+    /// The part the two rows share (`instruction`, `system_prompt`) when `jaccard` is of the
+    /// rest after it; absent when it is of the whole rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared: Option<tuneguard_data::SharedKind>,
     /// `file:line` of the validation example and of the training example it repeats.
     pub val_row: String,
     pub train_row: String,
@@ -134,6 +138,9 @@ struct Loc {
     cut_from: Option<usize>,
     /// An augmented copy of the row.
     augmented: bool,
+    /// The byte length of the instruction at the start of the user turn
+    /// ([`LoadedData::instruction_lens`]).
+    instruction_len: Option<usize>,
 }
 
 impl std::fmt::Display for Loc {
@@ -156,7 +163,14 @@ impl Rows {
         let at = data
             .lines
             .iter()
-            .map(|&line| Loc { path: path.clone(), line, cut_from: cut.get(&line).copied(), augmented: false })
+            .zip(&data.instruction_lens)
+            .map(|(&line, &instruction_len)| Loc {
+                path: path.clone(),
+                line,
+                cut_from: cut.get(&line).copied(),
+                augmented: false,
+                instruction_len,
+            })
             .collect();
         Rows { at, examples: data.examples }
     }
@@ -248,10 +262,7 @@ fn report_rejected(rejected: &[Rejected], path: &std::path::Path, progress: &mut
 /// Drops the examples the audit quarantined.
 fn drop_quarantined(data: &mut LoadedData, q: &HashMap<PathBuf, HashSet<usize>>) {
     let Some(lines) = q.get(&data.path) else { return };
-    let keep: Vec<bool> = data.lines.iter().map(|l| !lines.contains(l)).collect();
-    let mut it = keep.iter();
-    data.examples.retain(|_| *it.next().unwrap_or(&true));
-    data.lines.retain(|l| !lines.contains(l));
+    data.retain_lines(|l| !lines.contains(&l));
 }
 
 /// Says which record shape each file is read with, and warns when most rows do not fit a
@@ -472,7 +483,13 @@ fn remove_leaks(recipe: &Recipe, train: &Rows, val: &mut Rows, s: &mut DataSumma
         seed: recipe.train.seed,
         ..Default::default()
     };
-    let leaks = find_leaks(&train.examples, &val.examples, &opts);
+    let lens = |rows: &Rows| rows.at.iter().map(|a| a.instruction_len).collect::<Vec<_>>();
+    let (train_lens, val_lens) = (lens(train), lens(val));
+    let leaks = find_leaks(
+        LeakRows { examples: &train.examples, instruction_lens: &train_lens },
+        LeakRows { examples: &val.examples, instruction_lens: &val_lens },
+        &opts,
+    );
     if leaks.is_empty() {
         return;
     }
@@ -486,6 +503,7 @@ fn remove_leaks(recipe: &Recipe, train: &Rows, val: &mut Rows, s: &mut DataSumma
             s.leaks.push(LeakReport {
                 kind: format!("{:?}", l.kind).to_lowercase(),
                 jaccard: l.jaccard,
+                shared: l.shared,
                 val_row: val.at[l.val_index].to_string(),
                 train_row: train.at[l.train_index].to_string(),
                 text,
@@ -499,7 +517,9 @@ fn remove_leaks(recipe: &Recipe, train: &Rows, val: &mut Rows, s: &mut DataSumma
         s.leaked_near
     ));
     for r in s.leaks.iter().take(3) {
-        progress.message(&format!("  {} ({}, Jaccard {:.2}) repeats {}", r.val_row, r.kind, r.jaccard, r.train_row));
+        let of = r.shared.map_or(String::new(), |k| format!(" of the {}", k.rest_name()));
+        progress
+            .message(&format!("  {} ({}, Jaccard {:.2}{of}) repeats {}", r.val_row, r.kind, r.jaccard, r.train_row));
     }
     let drop: std::collections::HashSet<usize> = leaks.iter().map(|l| l.val_index).collect();
     val.retain_index(|i| !drop.contains(&i));
