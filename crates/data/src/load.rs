@@ -9,8 +9,10 @@ use serde_json::{Map, Value};
 use crate::csv_records::{CsvItem, CsvRecords};
 use crate::error::{DataError, Result};
 use crate::format::DataFormat;
+pub use crate::raw_rows::raw_rows;
 use crate::record::{to_example_parts, Example, Reject, RejectKind};
 use crate::rejected::{raw_text, LoadStats, Rejected};
+pub use crate::shape::{ShapeReport, ShapeSource};
 use crate::strict_json::{self, JsonError};
 
 /// File syntax.
@@ -48,66 +50,6 @@ pub struct LoadOptions {
     /// Return the data even when nothing was accepted or too much was rejected, so the caller
     /// can report the rejected rows first and then call [`LoadedData::check`].
     pub keep_empty: bool,
-}
-
-/// Where the record shape of a file came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ShapeSource {
-    /// Given (`LoadOptions::format`: a recipe's `data.format`, `audit --format`).
-    Given,
-    /// Detected from the keys of the first object row, on this line ([`DataFormat::auto_detect`]).
-    Detected(usize),
-    /// No row fitted a known shape (or none was read).
-    Unknown,
-}
-
-/// The record shape a file was read with, and how many rows do not fit it. The shape is
-/// guessed from the first object row unless it is given, so a file whose first row has another
-/// shape than the rest rejects the rest ("missing field"); [`ShapeReport::warning`] says so.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ShapeReport {
-    pub file: PathBuf,
-    /// `None` when no shape was found.
-    pub format: Option<DataFormat>,
-    pub source: ShapeSource,
-    /// Rows read, and rows that lack a field the shape requires.
-    pub rows: usize,
-    pub rows_not_fitting: usize,
-}
-
-impl ShapeReport {
-    /// `FILE: instruction rows (fields instruction, context, response), shape detected from line 1`.
-    pub fn describe(&self) -> String {
-        let Some(f) = &self.format else {
-            return format!("{}: no row has a known shape", self.file.display());
-        };
-        let how = match self.source {
-            ShapeSource::Detected(line) => format!("shape detected from line {line}"),
-            ShapeSource::Given => "shape as configured".to_string(),
-            ShapeSource::Unknown => "shape unknown".to_string(),
-        };
-        format!("{}: {} rows (fields {}), {how}", self.file.display(), f.kind(), f.fields().join(", "))
-    }
-
-    /// A warning when more than half the rows do not fit a detected shape: the guess from the
-    /// first row was probably wrong. `set_it` says how to set the shape (`data.format`...).
-    pub fn warning(&self, set_it: &str) -> Option<String> {
-        let (Some(f), ShapeSource::Detected(line)) = (&self.format, self.source) else { return None };
-        if 2 * self.rows_not_fitting <= self.rows {
-            return None;
-        }
-        Some(format!(
-            "{}: {} of {} rows ({:.1}%) do not fit the {} shape detected from line {line} (they lack its fields {}) \
-             and are rejected; if the file holds another shape, set it with {set_it}",
-            self.file.display(),
-            self.rows_not_fitting,
-            self.rows,
-            100.0 * self.rows_not_fitting as f64 / self.rows.max(1) as f64,
-            f.kind(),
-            f.required_fields().join(", "),
-        ))
-    }
 }
 
 /// The result of loading one file.
@@ -329,59 +271,6 @@ impl LoadedData {
 fn retain_flagged<T>(v: &mut Vec<T>, keep: &[bool]) {
     let mut flags = keep.iter();
     v.retain(|_| flags.next().copied().unwrap_or(true));
-}
-
-/// The raw text of the rows of `path` that start on `lines` (1-based, as in
-/// [`LoadedData::lines`]), as a rejected row's [`Rejected::raw`] holds it: for CSV the whole
-/// record, for JSONL the line. Lines past the end are absent.
-///
-/// # Errors
-/// `Io` when the file cannot be read; `InvalidOption` for an unknown extension.
-pub fn raw_rows(path: &Path, lines: &[usize]) -> Result<std::collections::HashMap<usize, String>> {
-    let mut out = std::collections::HashMap::new();
-    let wanted: std::collections::BTreeSet<usize> = lines.iter().copied().collect();
-    let Some(&last) = wanted.last() else { return Ok(out) };
-    let kind = FileKind::from_path(path).ok_or_else(|| DataError::InvalidOption {
-        field: "file_kind".into(),
-        reason: format!("{}: unknown extension; expected .jsonl, .ndjson, .json or .csv", path.display()),
-    })?;
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut reader = BufReader::new(file);
-    match kind {
-        FileKind::Csv => {
-            let mut csv = CsvRecords::new(reader);
-            while let Some(item) = csv.next_item().map_err(|e| DataError::io(path, e))? {
-                let (line, raw) = match item {
-                    CsvItem::Record { line, raw, .. } | CsvItem::Malformed { line, raw, .. } => (line, raw),
-                    CsvItem::Blank { line } => (line, Vec::new()),
-                };
-                if wanted.contains(&line) {
-                    out.insert(line, raw_text(&raw));
-                }
-                if line >= last {
-                    break;
-                }
-            }
-        }
-        FileKind::Jsonl => {
-            let mut buf = Vec::new();
-            for line in 1..=last {
-                buf.clear();
-                if reader.read_until(b'\n', &mut buf).map_err(|e| DataError::io(path, e))? == 0 {
-                    break;
-                }
-                if wanted.contains(&line) {
-                    let mut bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
-                    bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-                    if line == 1 {
-                        bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-                    }
-                    out.insert(line, raw_text(bytes));
-                }
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Reads JSONL line by line as bytes, so a non-UTF-8 line is rejected rather than fatal. An

@@ -259,10 +259,13 @@ fn report_rejected(rejected: &[Rejected], path: &std::path::Path, progress: &mut
     }
 }
 
-/// Drops the examples the audit quarantined.
-fn drop_quarantined(data: &mut LoadedData, q: &HashMap<PathBuf, HashSet<usize>>) {
-    let Some(lines) = q.get(&data.path) else { return };
+/// Drops the examples the audit quarantined; returns how many. Rows the loader rejected are
+/// quarantined by the audit's schema checks too, and counted once, as rejected.
+fn drop_quarantined(data: &mut LoadedData, q: &HashMap<PathBuf, HashSet<usize>>) -> usize {
+    let Some(lines) = q.get(&data.path) else { return 0 };
+    let before = data.examples.len();
     data.retain_lines(|l| !lines.contains(&l));
+    before - data.examples.len()
 }
 
 /// Says which record shape each file is read with, and warns when most rows do not fit a
@@ -315,11 +318,8 @@ pub fn prepare(recipe: &Recipe, cx: &PrepareCtx, progress: &mut dyn Progress) ->
         let files: Vec<std::path::PathBuf> =
             std::iter::once(data.path.clone()).chain(val_data.as_ref().map(|v| v.path.clone())).collect();
         let outcome = super::preflight::audit(recipe, &files, tok, cx.out, progress)?;
-        drop_quarantined(&mut data, &outcome.quarantined);
-        if let Some(v) = val_data.as_mut() {
-            drop_quarantined(v, &outcome.quarantined);
-        }
-        summary.quarantined = outcome.quarantined.values().map(HashSet::len).sum();
+        summary.quarantined = drop_quarantined(&mut data, &outcome.quarantined)
+            + val_data.as_mut().map_or(0, |v| drop_quarantined(v, &outcome.quarantined));
         summary.audit_warned = outcome.warned;
         summary.audit_findings = outcome.found;
     }
