@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::Result;
 use tuneguard_audit::lint::Severity;
-use tuneguard_train::recipe::Recipe;
-use tuneguard_train::run::{preflight, Progress, RunError, StepMetrics};
+use tuneguard_run::recipe::Recipe;
+use tuneguard_run::{preflight, Progress, RunError, StepMetrics};
 
 use crate::model_path;
 

@@ -101,9 +101,9 @@ fn main() -> ExitCode {
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("error: {msg}");
             let bad_input = e.downcast_ref::<tuneguard_model::ModelError>().is_some()
-                || e.downcast_ref::<tuneguard_train::recipe::RecipeError>().is_some()
+                || e.downcast_ref::<tuneguard_run::recipe::RecipeError>().is_some()
                 || e.downcast_ref::<tuneguard_audit::AuditError>().is_some()
-                || e.downcast_ref::<tuneguard_train::run::RunError>().is_some()
+                || e.downcast_ref::<tuneguard_run::RunError>().is_some()
                 || e.downcast_ref::<tuneguard_data::provenance::ProvenanceError>().is_some()
                 || e.downcast_ref::<tuneguard_report::ReportError>().is_some()
                 || e.downcast_ref::<model_path::ModelPathError>().is_some();

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use tuneguard_train::recipe::Recipe;
-use tuneguard_train::run::{lock, resume, run, EvalRecord, Progress, RunError, StepMetrics, LOCK_FILE};
+use tuneguard_run::recipe::Recipe;
+use tuneguard_run::{lock, resume, run, EvalRecord, Progress, RunError, StepMetrics, LOCK_FILE};
 
 use crate::model_path;
 

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 use tuneguard_model::testutil::{repo_root, require_default_model};
-use tuneguard_train::recipe::Recipe;
+use tuneguard_run::recipe::Recipe;
 
 /// (step, val_loss) of every evaluation after the base model's (step 0).
 fn evals(run: &Path) -> Vec<(u64, f64)> {
@@ -67,12 +67,12 @@ fn early_stopping_stops_after_the_minimum_and_keeps_the_best_adapter() {
     // The saved adapter gives the minimum's validation loss.
     let loaded = tuneguard_model::load_with_adapter(&model, Some(&es.join("adapter"))).unwrap();
     struct Quiet;
-    impl tuneguard_train::run::Progress for Quiet {
+    impl tuneguard_run::Progress for Quiet {
         fn message(&mut self, _: &str) {}
-        fn step(&mut self, _: &tuneguard_train::run::StepMetrics) {}
+        fn step(&mut self, _: &tuneguard_run::StepMetrics) {}
     }
     // The validation examples exactly as the run built them (same split, audit and tokenization).
-    let data = tuneguard_train::run::preflight(&recipe, &model, &tmp.path().join("audit"), &mut Quiet).unwrap();
+    let data = tuneguard_run::preflight(&recipe, &model, &tmp.path().join("audit"), &mut Quiet).unwrap();
     let recomputed = tuneguard_train::eval::evaluate(&loaded.model, &data.val).unwrap().loss;
     eprintln!("minimum {min_loss:.6} at step {min_step}; recomputed from adapter/ {recomputed:.6}");
     assert!((recomputed - min_loss).abs() < 1e-4, "adapter/ gives {recomputed}, the minimum was {min_loss}");

@@ -320,7 +320,7 @@ fn run_folder_records_the_model_and_resume_refuses_a_different_model_file() {
     assert!(err.contains("warning: optim.warmup_steps = 1 is not below the run's 1 optimizer steps"), "{err}");
 
     let run = d.path().join("run");
-    let sha = tuneguard_train::run::model_sha256(&model).unwrap();
+    let sha = tuneguard_run::model_sha256(&model).unwrap();
     let abs = model.to_str().unwrap();
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
@@ -339,7 +339,7 @@ fn run_folder_records_the_model_and_resume_refuses_a_different_model_file() {
     assert_eq!(rec["command_line"], serde_json::json!(expected));
     assert!(summary["warnings"][0].as_str().unwrap().starts_with("optim.warmup_steps = 1"), "{summary}");
     let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
-    let recorded = tuneguard_train::recipe::Recipe::load(&run.join("config.toml"), &[]).unwrap().run.unwrap();
+    let recorded = tuneguard_run::recipe::Recipe::load(&run.join("config.toml"), &[]).unwrap().run.unwrap();
     assert_eq!((recorded.model_path.as_str(), recorded.model_sha256.as_str()), (abs, sha.as_str()));
     assert_eq!((recorded.started.as_str(), recorded.command_line), (started, expected));
 

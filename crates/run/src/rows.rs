@@ -1,8 +1,8 @@
 //! Training rows: one per example, or several examples packed into one row.
 use tuneguard_data::tokenize::TokenizedExample;
 
-use super::types::Result;
-use crate::step::{Packing, Sequence, IGNORE};
+use crate::types::Result;
+use tuneguard_train::step::{Packing, Sequence, IGNORE};
 
 /// One training row: an example, or several packed together.
 pub struct TrainRow {

@@ -10,8 +10,8 @@ use tuneguard_data::tokenize::{ChatTokenizer, TokenizeOptions};
 use tuneguard_data::Example;
 use tuneguard_model::LoadedModel;
 
-use super::types::{Progress, Result, RunError};
 use crate::recipe::Recipe;
+use crate::types::{Progress, Result, RunError};
 
 /// What the audit removed and found.
 pub struct AuditOutcome {

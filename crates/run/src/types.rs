@@ -3,8 +3,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::prepare::DataSummary;
-use crate::eval::EvalMetrics;
+use crate::prepare::DataSummary;
+use tuneguard_train::eval::EvalMetrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -13,7 +13,7 @@ pub enum RunError {
     #[error(transparent)]
     Data(#[from] tuneguard_data::DataError),
     #[error(transparent)]
-    Train(#[from] crate::TrainError),
+    Train(#[from] tuneguard_train::TrainError),
     /// The data does not match its manifest, or the manifest's signature is bad or untrusted.
     #[error(transparent)]
     Provenance(#[from] tuneguard_data::provenance::ProvenanceError),

@@ -2,12 +2,12 @@
 //! model), the summary and the report.
 use tuneguard_model::LoadedModel;
 
-use super::prepare::Prepared;
-use super::train_loop::{LoopCtx, LoopState};
-use super::types::{EarlyStoppingSummary, Progress, Result, Summary};
-use super::write_atomic;
-use crate::checkpoint;
-use crate::eval::evaluate;
+use crate::prepare::Prepared;
+use crate::train_loop::{LoopCtx, LoopState};
+use crate::types::{EarlyStoppingSummary, Progress, Result, Summary};
+use crate::write_atomic;
+use tuneguard_train::checkpoint;
+use tuneguard_train::eval::evaluate;
 
 pub fn finish(
     ctx: &LoopCtx,
@@ -26,7 +26,7 @@ pub fn finish(
             if best_step != st.step {
                 let dir = checkpoint::path(out, best_step);
                 let saved = checkpoint::read_tensors(&dir)?.params;
-                super::set_params(&mut loaded.model, recipe.is_full(), saved, &dir)?;
+                crate::set_params(&mut loaded.model, recipe.is_full(), saved, &dir)?;
                 progress.message(&format!(
                     "restored the best weights: step {best_step} ({} {value:.4})",
                     recipe.early_stopping.metric

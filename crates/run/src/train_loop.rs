@@ -12,17 +12,17 @@ use serde::{Deserialize, Serialize};
 use tuneguard_data::tokenize::TokenizedExample;
 use tuneguard_model::llama::Llama;
 
-use super::rows::TrainRow;
-use super::types::{Alarm, EvalRecord, Progress, Result, RunError, StepMetrics};
-use crate::eval::evaluate;
-use crate::guards::early_stopping::{Decision, EarlyStopping};
-use crate::guards::overfitting::OverfitAlarm;
-use crate::linear_grad::{splitmix64, Dropout};
-use crate::optim::{clip_full_grad_norm, clip_grad_norm, AdamW};
 use crate::recipe::Recipe;
-use crate::regularize::{add_l1_full, add_l1_lora, Neftune};
-use crate::schedule::lr_at;
-use crate::step::{
+use crate::rows::TrainRow;
+use crate::types::{Alarm, EvalRecord, Progress, Result, RunError, StepMetrics};
+use tuneguard_train::eval::evaluate;
+use tuneguard_train::guards::early_stopping::{Decision, EarlyStopping};
+use tuneguard_train::guards::overfitting::OverfitAlarm;
+use tuneguard_train::linear_grad::{splitmix64, Dropout};
+use tuneguard_train::optim::{clip_full_grad_norm, clip_grad_norm, AdamW};
+use tuneguard_train::regularize::{add_l1_full, add_l1_lora, Neftune};
+use tuneguard_train::schedule::lr_at;
+use tuneguard_train::step::{
     count_supervised, loss_and_full_grads_with, loss_and_grads_with, FullGrads, Grads, Sequence, StepOptions,
 };
 
@@ -52,7 +52,7 @@ pub struct LoopState {
     /// sha256 of the tokenized data (a resume refuses different data).
     pub data_fingerprint: String,
     /// Validation metrics of the model before training.
-    pub base_eval: Option<crate::eval::EvalMetrics>,
+    pub base_eval: Option<tuneguard_train::eval::EvalMetrics>,
     /// [`Recipe::training_fingerprint`] of the run (a resume refuses an edited recipe).
     #[serde(default)]
     pub recipe_fingerprint: String,
@@ -160,7 +160,7 @@ fn optimizer_step(
     let norm = if o.max_grad_norm > 0.0 {
         clip_grad_norm(&mut grads, o.max_grad_norm as f64)
     } else {
-        crate::optim::grad_norm(&grads)
+        tuneguard_train::optim::grad_norm(&grads)
     };
     opt.update(model, &grads)?;
     Ok((loss, norm, l1))
@@ -213,7 +213,7 @@ pub fn train_loop(
         append_line(&mut metrics, &metrics_path, &m)?;
         progress.step(&m);
         let first = *st.first_loss.get_or_insert(loss);
-        if let Some(why) = crate::guards::watchdog::check(loss, first, t.divergence_factor) {
+        if let Some(why) = tuneguard_train::guards::watchdog::check(loss, first, t.divergence_factor) {
             return Err(RunError::Diverged { step: st.step, loss, why });
         }
         st.last_loss = Some(loss);
@@ -225,7 +225,7 @@ pub fn train_loop(
             }
             st.metrics_bytes = metrics.metadata().map_err(io(&metrics_path))?.len();
             st.optimizer_step = opt.step;
-            super::checkpoint_now(ctx, model, opt, &st)?;
+            crate::checkpoint_now(ctx, model, opt, &st)?;
         }
     }
     Ok(st)
@@ -256,7 +256,7 @@ fn evaluation(
                 st.alarm.k
             );
             progress.message(&format!("warning: step {}: {message}", st.step));
-            st.alarms.push(super::Alarm { step: st.step, kind: "overfitting".into(), message });
+            st.alarms.push(crate::Alarm { step: st.step, kind: "overfitting".into(), message });
             rec.overfitting_alarm = true;
         }
     }

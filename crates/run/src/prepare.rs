@@ -23,8 +23,8 @@ use tuneguard_data::split::{read_field_values, split_indices, ValSize};
 use tuneguard_data::tokenize::{ChatTokenizer, Dropped, TokenizeOptions, TokenizeStats, TokenizedExample};
 use tuneguard_data::{DataError, Example, Rejected, ShapeReport, ShapeSource};
 
-use super::{Progress, Result, RunError};
 use crate::recipe::{Recipe, ValSizeSpec};
+use crate::{Progress, Result, RunError};
 
 /// What happened to the data on its way to training (the run's data summary).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -317,7 +317,7 @@ pub fn prepare(recipe: &Recipe, cx: &PrepareCtx, progress: &mut dyn Progress) ->
     if recipe.audit.enabled {
         let files: Vec<std::path::PathBuf> =
             std::iter::once(data.path.clone()).chain(val_data.as_ref().map(|v| v.path.clone())).collect();
-        let outcome = super::preflight::audit(recipe, &files, tok, cx.out, progress)?;
+        let outcome = crate::preflight::audit(recipe, &files, tok, cx.out, progress)?;
         summary.quarantined = drop_quarantined(&mut data, &outcome.quarantined)
             + val_data.as_mut().map_or(0, |v| drop_quarantined(v, &outcome.quarantined));
         summary.audit_warned = outcome.warned;
@@ -367,13 +367,13 @@ pub fn prepare(recipe: &Recipe, cx: &PrepareCtx, progress: &mut dyn Progress) ->
     }
     let topts = TokenizeOptions { max_len: recipe.data.max_len, overflow: recipe.data.overflow };
     let train_lines: Vec<usize> = train.at.iter().map(|l| l.line).collect();
-    let lint_data = super::preflight::LintData {
+    let lint_data = crate::preflight::LintData {
         train: &train.examples,
         train_lines: &train_lines,
         val: &val.examples,
         tokenize: topts,
     };
-    let lints = match super::preflight::run_lint(recipe, cx.loaded, cx.data_template, &lint_data, progress) {
+    let lints = match crate::preflight::run_lint(recipe, cx.loaded, cx.data_template, &lint_data, progress) {
         Err(RunError::AuditInput(tuneguard_audit::AuditError::Data(DataError::Tokenize { example, reason }))) => {
             return Err(unrenderable("training", &train.at, example, reason))
         }

@@ -3,19 +3,24 @@
 //! run folder (`config.toml`, `rejected.jsonl`, `metrics.jsonl`, `checkpoints/`, `adapter/` or
 //! `model/`, `summary.json`, `report.html`). [`resume`] continues a run from its last checkpoint.
 //! Both need the folder's [`RunLock`], so two runs never write into one folder.
+//!
+//! tuneguard-run composes the data path (`tuneguard-data`, `tuneguard-audit`) and the numerical
+//! core (`tuneguard-train`); [`recipe`] parses and checks the recipe TOML.
 use std::path::Path;
 
 use tuneguard_data::tokenize::ChatTokenizer;
 use tuneguard_model::llama::Llama;
 use tuneguard_model::LoadedModel;
 
-use crate::checkpoint;
-use crate::eval::evaluate;
-use crate::guards::early_stopping::{Direction, EarlyStopping, EarlyStoppingConfig};
-use crate::guards::overfitting::OverfitAlarm;
-use crate::init::init_lora;
-use crate::optim::{prepare_full_finetune, trainable_params, trainable_refs, AdamW, AdamWConfig};
 use crate::recipe::Recipe;
+use tuneguard_train::checkpoint;
+use tuneguard_train::eval::evaluate;
+use tuneguard_train::guards::early_stopping::{Direction, EarlyStopping, EarlyStoppingConfig};
+use tuneguard_train::guards::overfitting::OverfitAlarm;
+use tuneguard_train::init::init_lora;
+use tuneguard_train::optim::{prepare_full_finetune, trainable_params, trainable_refs, AdamW, AdamWConfig};
+
+pub mod recipe;
 
 mod finish;
 mod preflight;
@@ -406,7 +411,7 @@ fn restore(ctx: &LoopCtx, model: &mut Llama, opt: &mut AdamW, fingerprint: &str,
 /// Puts a checkpoint's trainable tensors (read from `dir`) into the model.
 fn set_params(model: &mut Llama, full: bool, saved: Vec<Vec<f32>>, dir: &Path) -> Result<()> {
     let mut params = trainable_params(model, full);
-    let bad = |reason: String| crate::TrainError::Checkpoint { path: dir.to_path_buf(), reason };
+    let bad = |reason: String| tuneguard_train::TrainError::Checkpoint { path: dir.to_path_buf(), reason };
     if params.len() != saved.len() {
         return Err(bad(format!("{} tensors, the model trains {}", saved.len(), params.len())).into());
     }

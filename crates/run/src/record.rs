@@ -8,8 +8,8 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use super::types::{Result, RunError};
 use crate::recipe::RunRecord;
+use crate::types::{Result, RunError};
 
 /// The record of a run started now by `command_line` with the model at `model_path`.
 ///

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::schedule::Schedule;
+use tuneguard_train::schedule::Schedule;
 
 mod sections;
 pub use sections::*;
