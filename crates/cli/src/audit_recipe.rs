@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use tuneguard_audit::lint::Severity;
-use tuneguard_run::recipe::Recipe;
+use tuneguard_run::recipe::{LintPolicy, Recipe};
 use tuneguard_run::{preflight, Progress, RunError, StepMetrics};
 
 use crate::model_path;
@@ -26,10 +26,10 @@ pub struct WouldStop(pub String);
 
 pub fn run(recipe_path: &Path, out: &Path) -> Result<()> {
     let mut recipe = Recipe::load(recipe_path, &[])?;
-    let lint_policy = recipe.audit.lint.clone();
+    let lint_policy = recipe.audit.lint;
     // Report lint errors here rather than stop on the first.
-    if lint_policy == "fail" {
-        recipe.audit.lint = "warn".into();
+    if lint_policy == LintPolicy::Fail {
+        recipe.audit.lint = LintPolicy::Warn;
     }
     let model = model_path::resolve(recipe.model.path.as_deref())?;
     let prepared = match preflight(&recipe, &model, out, &mut Stderr) {
@@ -58,7 +58,7 @@ pub fn run(recipe_path: &Path, out: &Path) -> Result<()> {
     }
     out!("wrote {} and {}", out.join("audit.json").display(), out.join("quarantine.jsonl").display());
     let errors = prepared.lints.iter().filter(|l| l.severity == Severity::Error).count();
-    if errors > 0 && lint_policy == "fail" {
+    if errors > 0 && lint_policy == LintPolicy::Fail {
         return Err(WouldStop(format!("{errors} lint error(s) would stop `tuneguard train`")).into());
     }
     Ok(())

@@ -10,7 +10,7 @@ use tuneguard_data::tokenize::{ChatTokenizer, TokenizeOptions};
 use tuneguard_data::Example;
 use tuneguard_model::LoadedModel;
 
-use crate::recipe::Recipe;
+use crate::recipe::{LintPolicy, Recipe};
 use crate::types::{Progress, Result, RunError};
 
 /// What the audit removed and found.
@@ -85,7 +85,7 @@ pub fn run_lint(
     data: &LintData,
     progress: &mut dyn Progress,
 ) -> Result<Vec<lint::Lint>> {
-    if recipe.audit.lint == "off" {
+    if recipe.audit.lint == LintPolicy::Off {
         return Ok(Vec::new());
     }
     let input = LintInput {
@@ -109,7 +109,7 @@ pub fn run_lint(
         progress.message(&format!("lint {}[{}]: {} (fix: {})", l.severity.name(), l.id, l.message, l.fix));
     }
     let errors: Vec<&str> = lints.iter().filter(|l| l.severity == Severity::Error).map(|l| l.id).collect();
-    if !errors.is_empty() && recipe.audit.lint == "fail" {
+    if !errors.is_empty() && recipe.audit.lint == LintPolicy::Fail {
         return Err(RunError::Audit(format!(
             "the pre-flight lint found {} error(s): {}; fix them, or set audit.lint = \"warn\" to train anyway",
             errors.len(),

@@ -2,7 +2,8 @@
 //! `get_linear_schedule_with_warmup` and `get_cosine_schedule_with_warmup` (half a cosine period).
 //! `step` counts optimizer steps from 0, as `LambdaLR` does: with warm-up the first step has lr 0.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Schedule {
     #[default]
     Constant,

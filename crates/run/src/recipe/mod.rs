@@ -229,12 +229,6 @@ impl Recipe {
                 ),
             );
         }
-        if let Err(e) = o.schedule.parse::<Schedule>() {
-            return bad("optim.schedule", e);
-        }
-        if !matches!(self.train.method.as_str(), "lora" | "full") {
-            return bad("train.method", format!("must be `lora` or `full`, got `{}`", self.train.method));
-        }
         if self.lora.r == 0 {
             return bad("lora.r", "must be at least 1".into());
         }
@@ -263,9 +257,6 @@ impl Recipe {
                 "data.manifest",
                 "trusted_keys and require_signature need a manifest (`tuneguard data lock`)".into(),
             );
-        }
-        if !matches!(self.audit.lint.as_str(), "fail" | "warn" | "off") {
-            return bad("audit.lint", format!("must be `fail`, `warn` or `off`, got `{}`", self.audit.lint));
         }
         // The audit's own float thresholds (near_duplicate_threshold, length_z) are checked here.
         if let Err(e) = self.audit.checks.resolve() {
@@ -363,7 +354,7 @@ impl Recipe {
 
     /// Full fine-tuning rather than LoRA.
     pub fn is_full(&self) -> bool {
-        self.train.method == "full"
+        self.train.method == Method::Full
     }
 
     /// Whether smaller values of the early-stopping metric are better.
@@ -375,7 +366,7 @@ impl Recipe {
     }
 
     pub fn schedule(&self) -> Schedule {
-        self.optim.schedule.parse().unwrap_or_default()
+        self.optim.schedule
     }
 
     /// The resolved recipe as TOML (every default written out).

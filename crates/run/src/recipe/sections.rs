@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use tuneguard_data::format::DataFormat;
 use tuneguard_data::tokenize::Overflow;
+use tuneguard_train::schedule::Schedule;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -114,9 +115,9 @@ pub struct OptimSection {
     /// Global gradient-norm clip, ≥ 0 (0 = off).
     #[serde(default = "d_clip")]
     pub max_grad_norm: f32,
-    /// `constant`, `linear` or `cosine`.
+    /// `constant`, `linear` or `cosine` (default).
     #[serde(default = "d_schedule")]
-    pub schedule: String,
+    pub schedule: Schedule,
     /// Warm-up, in optimizer steps (a warning when it is not below the run's steps).
     #[serde(default)]
     pub warmup_steps: u64,
@@ -125,9 +126,9 @@ pub struct OptimSection {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrainSection {
-    /// `lora` (adapter only) or `full` (every weight).
-    #[serde(default = "d_method")]
-    pub method: String,
+    /// `lora` (adapter only, default) or `full` (every weight).
+    #[serde(default)]
+    pub method: Method,
     /// Examples per micro-batch.
     #[serde(default = "d_batch")]
     pub batch_size: usize,
@@ -211,10 +212,10 @@ pub struct AuditSection {
     /// Run the row checks on the data files before training (the lint always runs unless `lint = "off"`).
     #[serde(default = "d_true")]
     pub enabled: bool,
-    /// What a lint finding of severity `error` does: `fail` (stop before training), `warn`, or
-    /// `off` (no lint). Warnings are always only reported.
-    #[serde(default = "d_lint")]
-    pub lint: String,
+    /// What a lint finding of severity `error` does: `fail` (stop before training, default),
+    /// `warn`, or `off` (no lint). Warnings are always only reported.
+    #[serde(default)]
+    pub lint: LintPolicy,
     /// The row checks: `actions = { near_duplicate = "warn", pii = "quarantine" }` (check ids or
     /// the groups `schema`, `duplicates`, `pii`; `off`, `warn`, `quarantine` or `fail`) and
     /// thresholds; see `tuneguard audit --help`.
@@ -224,12 +225,32 @@ pub struct AuditSection {
 
 impl Default for AuditSection {
     fn default() -> Self {
-        AuditSection { enabled: true, lint: d_lint(), checks: Default::default() }
+        AuditSection { enabled: true, lint: LintPolicy::default(), checks: Default::default() }
     }
 }
 
-fn d_lint() -> String {
-    "fail".into()
+/// `train.method`: what is trained.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// A LoRA adapter on the frozen model (Hu et al. 2021).
+    #[default]
+    Lora,
+    /// Every weight of the model.
+    Full,
+}
+
+/// `audit.lint`: what a pre-flight lint finding of severity `error` does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LintPolicy {
+    /// Stop before training.
+    #[default]
+    Fail,
+    /// Report it and train.
+    Warn,
+    /// Run no lint.
+    Off,
 }
 
 /// A validation size: a count of examples or a fraction of them.
@@ -304,11 +325,8 @@ fn d_eps() -> f32 {
 fn d_clip() -> f32 {
     1.0
 }
-fn d_schedule() -> String {
-    "cosine".into()
-}
-fn d_method() -> String {
-    "lora".into()
+fn d_schedule() -> Schedule {
+    Schedule::Cosine
 }
 fn d_divergence() -> f64 {
     3.0
@@ -364,7 +382,7 @@ impl Default for OptimSection {
 impl Default for TrainSection {
     fn default() -> Self {
         TrainSection {
-            method: d_method(),
+            method: Method::default(),
             batch_size: d_batch(),
             grad_accum: 1,
             epochs: 1,
