@@ -27,6 +27,7 @@ mod preflight;
 mod prepare;
 mod record;
 mod rows;
+mod stages;
 mod train_loop;
 mod types;
 
