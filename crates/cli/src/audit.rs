@@ -103,6 +103,10 @@ pub fn run(args: AuditArgs) -> Result<()> {
             .into());
         }
     }
+    if args.out.exists() && !args.out.is_dir() {
+        let err = std::io::Error::other("is a file, not a folder; give --out a folder");
+        return Err(AuditError::Io { path: args.out.clone(), err }.into());
+    }
     let format = args.format.as_deref().map(data_format).transpose()?;
     let opts = AuditOptions { load: LoadOptions { format, ..Default::default() }, ..Default::default() };
     let start = Instant::now();

@@ -73,7 +73,13 @@ pub fn run_cmd(args: TrainArgs) -> Result<()> {
                 );
             }
             let config = dir.join("config.toml");
-            let missing = || fail("no run here (config.toml is missing)");
+            let missing = || {
+                fail(if dir.is_file() {
+                    "it is a file, not a run folder"
+                } else {
+                    "no run here (config.toml is missing)"
+                })
+            };
             // Only a run folder gets locked (a lock file alone: a run that is starting).
             if !config.is_file() && !dir.join(LOCK_FILE).is_file() {
                 return Err(missing().into());
@@ -87,7 +93,21 @@ pub fn run_cmd(args: TrainArgs) -> Result<()> {
             recipe.output.dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
             (recipe, Some(held))
         }
-        (None, Some(path)) => (Recipe::load(path, &args.overrides)?, None),
+        (None, Some(path)) => {
+            let recipe = Recipe::load(path, &args.overrides)?;
+            // The run writes its resolved recipe to OUT/config.toml: never over the recipe itself.
+            let written = recipe.output.dir.join("config.toml");
+            if let (Ok(a), Ok(b)) = (path.canonicalize(), written.canonicalize()) {
+                if a == b {
+                    let reason = format!(
+                        "the run would write its config.toml over this recipe, {}; set output.dir to another folder",
+                        path.display()
+                    );
+                    return Err(tuneguard_run::recipe::RecipeError::Invalid { key: "output.dir".into(), reason }.into());
+                }
+            }
+            (recipe, None)
+        }
         (None, None) => anyhow::bail!("give a recipe, or --resume OUT"),
     };
     let model = model_path::resolve(recipe.model.path.as_deref())?;

@@ -82,6 +82,59 @@ fn an_existing_run_is_kept_unless_overwrite() {
     assert!(tuneguard(&["train", r, "train.max_steps=1", "--overwrite"]).status.success());
 }
 
+/// Regression: `--overwrite` deleted the finished run before anything was checked, so a bad
+/// model path or a validation size the data cannot give left a folder with only `.lock`. The
+/// earlier run is set aside until the new one starts training and comes back when it fails;
+/// a recipe whose output folder would put config.toml over the recipe itself is refused.
+#[test]
+fn a_failed_overwrite_leaves_the_earlier_run_as_it_was() {
+    if require_default_model().is_none() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = recipe(d.path(), &quickstart_data());
+    let r = r.to_str().unwrap();
+    assert!(tuneguard(&["train", r, "train.max_steps=1"]).status.success());
+    let run = d.path().join("run");
+    let files = ["summary.json", "metrics.jsonl", "config.toml", "adapter/adapter_model.safetensors"];
+    let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(run.join(f)).unwrap()).collect();
+    for bad in ["model.path=\"/nope/m.gguf\"", "data.val_size=100000", "lora.r=9999"] {
+        let out = tuneguard(&["train", r, "train.max_steps=1", bad, "--overwrite"]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", String::from_utf8_lossy(&out.stderr));
+        for (f, want) in files.iter().zip(&before) {
+            assert_eq!(&std::fs::read(run.join(f)).unwrap(), want, "{bad}: {f} changed");
+        }
+        assert!(!run.join(".set-aside").exists(), "{bad}");
+    }
+    // A resume refused because the data changed leaves the files its preparation rewrites.
+    let data = d.path().join("data.jsonl");
+    let rows: Vec<String> =
+        std::fs::read_to_string(quickstart_data()).unwrap().lines().take(31).map(String::from).collect();
+    std::fs::write(&data, rows[..30].join("\n") + "\n").unwrap();
+    let r2 = recipe(d.path(), &data);
+    let r2 = r2.to_str().unwrap();
+    assert!(tuneguard(&["train", r2, "train.eval_steps=1", "output.dir=\"unfinished\""]).status.success());
+    let unfinished = d.path().join("unfinished");
+    // As a run killed after its last checkpoint: no summary.json, no adapter.
+    std::fs::remove_file(unfinished.join("summary.json")).unwrap();
+    std::fs::remove_dir_all(unfinished.join("adapter")).unwrap();
+    let prepared = ["audit.json", "rejected.jsonl", "quarantine.jsonl"];
+    let before: Vec<Vec<u8>> = prepared.iter().map(|f| std::fs::read(unfinished.join(f)).unwrap()).collect();
+    std::fs::write(&data, rows.join("\n") + "\n").unwrap();
+    let out = tuneguard(&["train", "--resume", unfinished.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("changed since the checkpoint"), "{out:?}");
+    for (f, want) in prepared.iter().zip(&before) {
+        assert_eq!(&std::fs::read(unfinished.join(f)).unwrap(), want, "{f} changed by a refused resume");
+    }
+    let here = d.path().join("config.toml");
+    std::fs::copy(r, &here).unwrap();
+    let out = tuneguard(&["train", here.to_str().unwrap(), "output.dir=\".\""]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("over this recipe"), "{out:?}");
+    assert_eq!(std::fs::read(&here).unwrap(), std::fs::read(r).unwrap());
+}
+
 #[test]
 fn malformed_rows_are_quarantined_with_file_and_line() {
     if require_default_model().is_none() {

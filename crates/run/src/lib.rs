@@ -27,6 +27,7 @@ mod preflight;
 mod prepare;
 mod record;
 mod rows;
+mod set_aside;
 mod stages;
 mod train_loop;
 mod types;
@@ -39,6 +40,7 @@ pub use train_loop::LoopState;
 pub use tuneguard_fs::LOCK_FILE;
 pub use types::*;
 
+use set_aside::SetAside;
 use train_loop::{train_loop, LoopCtx};
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
@@ -67,6 +69,10 @@ pub struct RunLock(tuneguard_fs::DirLock);
 /// # Errors
 /// `Locked` when another run holds it (the folder is left as it is), `Io`.
 pub fn lock(dir: &Path) -> Result<RunLock> {
+    if dir.exists() && !dir.is_dir() {
+        let err = std::io::Error::other("is a file, not a folder; set output.dir to a folder");
+        return Err(RunError::Io { path: dir.to_path_buf(), err });
+    }
     tuneguard_fs::lock_dir(dir).map(RunLock).map_err(|e| match e {
         tuneguard_fs::LockError::Held { dir, holder, .. } => RunError::Locked { dir, holder },
         tuneguard_fs::LockError::Io { path, err } => RunError::Io { path, err },
@@ -101,17 +107,47 @@ pub fn run(
 ) -> Result<Summary> {
     let out = &recipe.output.dir;
     check_lock(lock, out)?;
+    set_aside::recover(out)?;
+    check_inputs(recipe, model_path)?;
     // A run has started once metrics.jsonl exists; config.toml and rejected.jsonl alone are left
     // by a run that stopped before training and do not block the next one.
-    if RUN_MARKERS.iter().any(|m| out.join(m).exists()) && !overwrite {
+    let started = RUN_MARKERS.iter().any(|m| out.join(m).exists());
+    if started && !overwrite {
         return Err(RunError::OutputExists(out.clone()));
     }
-    for m in RUN_MARKERS.iter().chain(&RUN_FILES) {
-        let p = out.join(m);
-        let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
-    }
+    let names: Vec<&'static str> = RUN_MARKERS.iter().chain(&RUN_FILES).copied().collect();
+    // An earlier run is set aside, not deleted, until this one starts training.
+    let aside = if started {
+        SetAside::new(out, &names)?
+    } else {
+        for m in &names {
+            let p = out.join(m);
+            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        }
+        SetAside::new(out, &[])?
+    };
     std::fs::create_dir_all(out).map_err(io(out))?;
-    execute(recipe, model_path, false, command_line, progress)
+    execute(recipe, model_path, false, aside, command_line, progress)
+}
+
+/// Errors a run would otherwise meet only after the model is loaded or the folder changed: a
+/// missing model or data file.
+fn check_inputs(recipe: &Recipe, model_path: &Path) -> Result<()> {
+    let missing = |key: &str, path: &Path| {
+        let err = std::io::Error::new(std::io::ErrorKind::NotFound, format!("{key}: the file does not exist"));
+        Err(RunError::Io { path: path.to_path_buf(), err })
+    };
+    if !model_path.exists() {
+        return missing("the model (model.path, TUNEGUARD_MODEL or the default model)", model_path);
+    }
+    for (key, path) in std::iter::once(("data.train", &recipe.data.train))
+        .chain(recipe.data.val_file.iter().map(|p| ("data.val_file", p)))
+    {
+        if !path.exists() {
+            return missing(key, path);
+        }
+    }
+    Ok(())
 }
 
 /// Continues the run in `recipe.output.dir` (whose recipe is its `config.toml`) from its newest
@@ -130,6 +166,7 @@ pub fn resume(
 ) -> Result<Summary> {
     let out = &recipe.output.dir;
     check_lock(lock, out)?;
+    set_aside::recover(out)?;
     let fail = |reason: &str| Err(RunError::Resume { dir: out.clone(), reason: reason.into() });
     if out.join("summary.json").exists() {
         return fail("the run has finished (summary.json exists)");
@@ -137,7 +174,10 @@ pub fn resume(
     if checkpoint::list(out).is_empty() {
         return fail("it has no complete checkpoint (one is written at each evaluation); start it again");
     }
-    execute(recipe, model_path, true, command_line, progress)
+    check_inputs(recipe, model_path)?;
+    // Data preparation rewrites these; a refused resume puts them back.
+    let aside = SetAside::new(out, &["rejected.jsonl", "audit.json", "quarantine.jsonl"])?;
+    execute(recipe, model_path, true, aside, command_line, progress)
 }
 
 /// `config.toml`: a header for the reader, then the resolved recipe with this run's `[run]`.
@@ -211,6 +251,7 @@ fn prepare_for(
 /// # Errors
 /// As [`run`], before training.
 pub fn preflight(recipe: &Recipe, model_path: &Path, out: &Path, progress: &mut dyn Progress) -> Result<Prepared> {
+    check_inputs(recipe, model_path)?;
     prepare::authenticate(recipe, progress)?;
     check_context(recipe, model_path)?;
     std::fs::create_dir_all(out).map_err(io(out))?;
@@ -222,6 +263,7 @@ fn execute(
     recipe: &Recipe,
     model_path: &Path,
     resuming: bool,
+    aside: SetAside,
     command_line: &[String],
     progress: &mut dyn Progress,
 ) -> Result<Summary> {
@@ -319,6 +361,8 @@ fn execute(
     } else {
         (fresh_state(&ctx, &loaded.model, tracker, fingerprint, total_steps, progress)?, None)
     };
+    // Training starts: what an earlier attempt left is no longer needed.
+    aside.commit();
     let st = train_loop(&ctx, &mut loaded.model, &mut opt, state, progress)?;
     finish::finish(&ctx, &mut loaded, st, &prepared, trainable, resumed_from, progress)
 }

@@ -109,6 +109,13 @@ fn set_override(doc: &mut toml::Table, spec: &str) -> Result<()> {
     let key = key.trim();
     let value = match format!("v = {raw}").parse::<toml::Table>() {
         Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(raw.to_string())),
+        // A number TOML cannot hold (beyond a 64-bit integer or a finite float) is not a string.
+        Err(_) if looks_numeric(raw.trim()) => {
+            return Err(RecipeError::Invalid {
+                key: key.to_string(),
+                reason: format!("{} is out of range (integers fit in 64 bits, floats must be finite)", raw.trim()),
+            })
+        }
         Err(_) => toml::Value::String(raw.trim().to_string()),
     };
     let parts: Vec<&str> = key.split('.').collect();
@@ -125,6 +132,13 @@ fn set_override(doc: &mut toml::Table, spec: &str) -> Result<()> {
     }
     table.insert(last.to_string(), value);
     Ok(())
+}
+
+/// Whether `s` is written as a number (digits with an optional sign, point and exponent).
+fn looks_numeric(s: &str) -> bool {
+    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
+    s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-' | '_'))
 }
 
 impl Recipe {
@@ -460,6 +474,8 @@ mod tests {
             ("optim.l1=-1", "optim.l1"),
             ("train.neftune_noise_alpha=-1", "train.neftune_noise_alpha"),
             ("audit.lint=\"maybe\"", "audit.lint"),
+            ("optim.lr=1e400", "optim.lr"),
+            ("train.max_steps=18446744073709551616", "train.max_steps"),
         ] {
             let e = Recipe::load(&p, &[o.into()]).expect_err(o).to_string();
             assert!(e.contains(key), "{o}: {e}");
