@@ -6,7 +6,7 @@
 const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// A well-mixed 64-bit hash of `z`: the SplitMix64 output for state `z` (the generator adds
-/// [`GAMMA`] to its state, then mixes it).
+/// `GAMMA` to its state, then mixes it).
 pub fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(GAMMA);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
