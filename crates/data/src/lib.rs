@@ -23,6 +23,7 @@ pub mod record;
 pub mod rejected;
 mod shape;
 pub mod split;
+mod splitmix;
 mod strict_json;
 pub mod tokenize;
 
@@ -37,6 +38,7 @@ pub use parts::{split_shared, RowParts, SharedKind};
 pub use record::{Example, RejectKind};
 pub use rejected::{write_rejected, LoadStats, Rejected, MAX_RAW_CHARS};
 pub use split::{read_field_values, split_indices, SplitError, ValSize};
+pub use splitmix::{splitmix64, splitmix64_stream};
 pub use tokenize::{
     ChatTokenizer, Dropped, Overflow, TokenizeOptions, TokenizeStats, Tokenized, TokenizedExample, IGNORE_INDEX,
 };

@@ -40,11 +40,11 @@ impl MinHasher {
     /// `num_perm` hash functions (at least 1), shingles of `shingle_words` consecutive words (at
     /// least 1; texts with fewer words are one shingle), seeded: equal seeds give equal signatures.
     pub fn new(num_perm: usize, shingle_words: usize, seed: u64) -> Self {
-        let mut state = seed;
+        let mut draws = crate::splitmix64_stream(seed);
         let (mut a, mut b) = (Vec::with_capacity(num_perm), Vec::with_capacity(num_perm));
         for _ in 0..num_perm.max(1) {
-            a.push(splitmix64(&mut state) | 1);
-            b.push(splitmix64(&mut state));
+            a.extend(draws.next().map(|x| x | 1));
+            b.extend(draws.next());
         }
         MinHasher { shingle_words: shingle_words.max(1), seed, a, b }
     }
@@ -250,15 +250,6 @@ pub fn fmix64(mut k: u64) -> u64 {
     k ^= k >> 33;
     k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     k ^ (k >> 33)
-}
-
-/// SplitMix64 (G. Steele, D. Lea, C. Flood, "Fast splittable pseudorandom number generators", 2014).
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Identity hasher for keys that are already well-mixed 64-bit hashes.

@@ -64,69 +64,81 @@ impl Example {
     }
 }
 
-/// Why a row was rejected (the category counted in [`crate::LoadStats`]), or left out at
-/// tokenization ([`RejectKind::is_tokenization`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RejectKind {
-    /// The line is not valid UTF-8.
-    InvalidUtf8,
-    /// The line is not valid JSON.
-    InvalidJson,
-    /// The JSON value is not an object.
-    NotAnObject,
-    /// An object (at any depth) gives one key twice; JSON readers keep only one of the values.
-    DuplicateKey,
-    /// A required field is absent (or null).
-    MissingField,
-    /// A required field is empty or only whitespace.
-    EmptyField,
-    /// A field has the wrong JSON type.
-    WrongType,
-    /// A `messages` list has a role other than system/user/assistant.
-    BadRole,
-    /// A `messages` list has no assistant turn.
-    NoAssistantTurn,
-    /// A `messages` list opens (after any system turns) with an assistant turn: a reply to no
-    /// prompt, which chat templates cannot render as a prompt followed by its reply.
-    AssistantFirst,
-    /// A CSV record cannot be parsed.
-    InvalidCsv,
-    /// A CSV row has a different number of fields from the header.
-    FieldCount,
-    /// The format could not be detected from this record's keys.
-    UnknownFormat,
-    /// Tokenization: longer than `max_len` tokens under `overflow = "drop"`.
-    TooLong,
-    /// Tokenization: no supervised token left after templating and truncation.
-    NoSupervisedTokens,
-    /// Tokenization: the chat template (or the tokenizer) fails on this conversation.
-    TemplateError,
+/// Calls `$callback! { ... }` with the loader's row problems, one `Variant = "name",` each (with
+/// its doc comment), in order. It is the one list from which [`RejectKind`] and the audit's
+/// `CheckId` (`tuneguard_audit::CheckId`) take their schema variants, names and order, so the
+/// two cannot drift apart.
+#[macro_export]
+macro_rules! with_schema_kinds {
+    ($callback:ident) => {
+        $callback! {
+            /// The line is not valid UTF-8.
+            InvalidUtf8 = "invalid_utf8",
+            /// The line is not valid JSON.
+            InvalidJson = "invalid_json",
+            /// The JSON value is not an object.
+            NotAnObject = "not_an_object",
+            /// An object (at any depth) gives one key twice; JSON readers keep only one of the values.
+            DuplicateKey = "duplicate_key",
+            /// A required field is absent (or null).
+            MissingField = "missing_field",
+            /// A required field is empty or only whitespace.
+            EmptyField = "empty_field",
+            /// A field has the wrong JSON type.
+            WrongType = "wrong_type",
+            /// A `messages` list has a role other than system/user/assistant.
+            BadRole = "bad_role",
+            /// A `messages` list has no assistant turn.
+            NoAssistantTurn = "no_assistant_turn",
+            /// A `messages` list opens (after any system turns) with an assistant turn: a reply to no
+            /// prompt, which chat templates cannot render as a prompt followed by its reply.
+            AssistantFirst = "assistant_first",
+            /// A CSV record cannot be parsed.
+            InvalidCsv = "invalid_csv",
+            /// A CSV row has a different number of fields from the header.
+            FieldCount = "field_count",
+            /// The format could not be detected from this record's keys.
+            UnknownFormat = "unknown_format",
+        }
+    };
 }
 
-impl RejectKind {
-    /// Stable snake_case name, as written in stats.
-    pub fn name(self) -> &'static str {
-        match self {
-            RejectKind::InvalidUtf8 => "invalid_utf8",
-            RejectKind::InvalidJson => "invalid_json",
-            RejectKind::NotAnObject => "not_an_object",
-            RejectKind::DuplicateKey => "duplicate_key",
-            RejectKind::MissingField => "missing_field",
-            RejectKind::EmptyField => "empty_field",
-            RejectKind::WrongType => "wrong_type",
-            RejectKind::BadRole => "bad_role",
-            RejectKind::NoAssistantTurn => "no_assistant_turn",
-            RejectKind::AssistantFirst => "assistant_first",
-            RejectKind::InvalidCsv => "invalid_csv",
-            RejectKind::FieldCount => "field_count",
-            RejectKind::UnknownFormat => "unknown_format",
-            RejectKind::TooLong => "too_long",
-            RejectKind::NoSupervisedTokens => "no_supervised_tokens",
-            RejectKind::TemplateError => "template_error",
+macro_rules! reject_kind {
+    ($($(#[$doc:meta])* $kind:ident = $name:literal,)*) => {
+        /// Why a row was rejected (the category counted in [`crate::LoadStats`]), or left out at
+        /// tokenization ([`RejectKind::is_tokenization`]).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum RejectKind {
+            $($(#[$doc])* $kind,)*
+            /// Tokenization: longer than `max_len` tokens under `overflow = "drop"`.
+            TooLong,
+            /// Tokenization: no supervised token left after templating and truncation.
+            NoSupervisedTokens,
+            /// Tokenization: the chat template (or the tokenizer) fails on this conversation.
+            TemplateError,
         }
-    }
 
+        impl RejectKind {
+            /// The kinds the loader gives (all but those of tokenization), in order.
+            pub const SCHEMA: &'static [RejectKind] = &[$(RejectKind::$kind),*];
+
+            /// Stable snake_case name, as written in stats.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(RejectKind::$kind => $name,)*
+                    RejectKind::TooLong => "too_long",
+                    RejectKind::NoSupervisedTokens => "no_supervised_tokens",
+                    RejectKind::TemplateError => "template_error",
+                }
+            }
+        }
+    };
+}
+
+with_schema_kinds!(reject_kind);
+
+impl RejectKind {
     /// Whether the kind comes from tokenization (after the loader and the audit), rather than
     /// from reading the row.
     pub fn is_tokenization(self) -> bool {

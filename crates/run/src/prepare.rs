@@ -108,7 +108,7 @@ impl Prepared {
                 e.labels.iter().for_each(|l| h.update(l.to_le_bytes()));
             }
         }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(h.finalize())
     }
 }
 

@@ -54,7 +54,7 @@ pub fn model_sha256(path: &Path) -> Result<String> {
         let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         listing.push_str(&format!("{}  {name}\n", sha256_file(f)?));
     }
-    Ok(hex(&Sha256::digest(listing.as_bytes())))
+    Ok(hex::encode(Sha256::digest(listing.as_bytes())))
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
@@ -69,11 +69,7 @@ fn sha256_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(hex::encode(hasher.finalize()))
 }
 
 #[cfg(test)]
@@ -95,7 +91,7 @@ mod tests {
         std::fs::write(hf.join("a.bin"), b"abc").unwrap();
         let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         let listing = format!("{abc}  a.bin\n{empty}  b.json\n");
-        assert_eq!(model_sha256(&hf).unwrap(), hex(&Sha256::digest(listing.as_bytes())));
+        assert_eq!(model_sha256(&hf).unwrap(), hex::encode(Sha256::digest(listing.as_bytes())));
         let err = model_sha256(&dir.path().join("missing.gguf")).unwrap_err().to_string();
         assert!(err.contains("missing.gguf"), "{err}");
     }

@@ -1,6 +1,7 @@
-//! The optimizer-step loop: batches in a seeded order, the step, the watchdog, evaluations with
-//! early stopping and the overfitting alarm, and a checkpoint at each evaluation. Everything
-//! random is derived from (seed, step, epoch), so the loop state below is all a resume needs.
+//! The optimizer-step loop: batches in a seeded order, the step, evaluations, the guards (the
+//! loss watchdog, early stopping, the overfitting alarm: [`tuneguard_train::guards`]) after each
+//! step and each evaluation, and a checkpoint at each evaluation. Everything random is derived
+//! from (seed, step, epoch), so the loop state below is all a resume needs.
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
@@ -15,10 +16,13 @@ use tuneguard_model::llama::Llama;
 use crate::recipe::Recipe;
 use crate::rows::TrainRow;
 use crate::types::{Alarm, EvalRecord, Progress, Result, RunError, StepMetrics};
+use tuneguard_data::splitmix64;
 use tuneguard_train::eval::evaluate;
-use tuneguard_train::guards::early_stopping::{Decision, EarlyStopping};
+use tuneguard_train::guards::early_stopping::EarlyStopping;
 use tuneguard_train::guards::overfitting::OverfitAlarm;
-use tuneguard_train::linear_grad::{splitmix64, Dropout};
+use tuneguard_train::guards::watchdog::LossWatchdog;
+use tuneguard_train::guards::{observe_all, EvalObservation, Guard, Observation, Verdict, Verdicts};
+use tuneguard_train::linear_grad::Dropout;
 use tuneguard_train::optim::{clip_full_grad_norm, clip_grad_norm, AdamW};
 use tuneguard_train::regularize::{add_l1_full, add_l1_lora, Neftune};
 use tuneguard_train::schedule::lr_at;
@@ -213,15 +217,22 @@ pub fn train_loop(
         append_line(&mut metrics, &metrics_path, &m)?;
         progress.step(&m);
         let first = *st.first_loss.get_or_insert(loss);
-        if let Some(why) = tuneguard_train::guards::watchdog::check(loss, first, t.divergence_factor) {
-            return Err(RunError::Diverged { step: st.step, loss, why });
-        }
         st.last_loss = Some(loss);
         st.ema = t.loss_ema * st.ema + (1.0 - t.loss_ema) * loss;
         st.ema_steps += 1;
+        let obs = Observation {
+            step: st.step,
+            train_loss: loss,
+            first_train_loss: first,
+            smoothed_train_loss: st.smoothed_loss(t.loss_ema),
+            eval: None,
+        };
+        let verdicts = observe_all(&mut guards(&mut st, &mut watchdog(ctx)), &obs);
+        report_warnings(&mut st, &verdicts, progress);
+        end_if_asked(&mut st, &verdicts, progress)?;
         if st.step.is_multiple_of(ctx.eval_every) || st.step == st.total_steps {
             if !ctx.val.is_empty() {
-                evaluation(ctx, model, &mut st, &mut metrics, &metrics_path, progress)?;
+                evaluation(ctx, model, &mut st, obs, &mut metrics, &metrics_path, progress)?;
             }
             st.metrics_bytes = metrics.metadata().map_err(io(&metrics_path))?.len();
             st.optimizer_step = opt.step;
@@ -231,40 +242,61 @@ pub fn train_loop(
     Ok(st)
 }
 
-/// Evaluates, updates early stopping and the alarm, and logs the evaluation.
+/// The loss watchdog (stateless: the first step's loss it compares with is in the observation).
+fn watchdog(ctx: &LoopCtx) -> LossWatchdog {
+    LossWatchdog { factor: ctx.recipe.train.divergence_factor }
+}
+
+/// The guards, in the order they are consulted. Early stopping always runs: without it
+/// (`early_stopping.enabled = false`) its patience is unbounded, so it only tracks the best
+/// evaluation (see `tracker` in lib.rs).
+fn guards<'a>(st: &'a mut LoopState, watchdog: &'a mut LossWatchdog) -> [&'a mut dyn Guard; 3] {
+    [watchdog, &mut st.tracker, &mut st.alarm]
+}
+
+/// Logs each warning and lists it among the summary's alarms.
+fn report_warnings(st: &mut LoopState, verdicts: &Verdicts, progress: &mut dyn Progress) {
+    for (guard, message) in verdicts.warnings() {
+        progress.message(&format!("warning: step {}: {message}", st.step));
+        st.alarms.push(Alarm { step: st.step, kind: guard.into(), message: message.into() });
+    }
+}
+
+/// Ends the run if a guard asked: an abort is the run's error; a stop (the first one of the
+/// run) is logged and becomes the summary's stop reason.
+fn end_if_asked(st: &mut LoopState, verdicts: &Verdicts, progress: &mut dyn Progress) -> Result<()> {
+    match verdicts.end() {
+        Some((guard, Verdict::Abort(message))) => {
+            Err(RunError::Aborted { step: st.step, guard, message: message.clone() })
+        }
+        Some((guard, Verdict::Stop(reason))) if st.stop_reason.is_none() => {
+            progress.message(&format!("{guard} at step {}: {reason}", st.step));
+            st.stop_reason = Some(format!("{guard}: {reason}"));
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Evaluates, shows the evaluation to the guards, and logs it.
 fn evaluation(
     ctx: &LoopCtx,
     model: &Llama,
     st: &mut LoopState,
+    step_obs: Observation,
     metrics: &mut std::fs::File,
     metrics_path: &Path,
     progress: &mut dyn Progress,
 ) -> Result<()> {
-    let (recipe, t) = (ctx.recipe, &ctx.recipe.train);
     let m = evaluate(model, ctx.val)?;
-    let metric = &recipe.early_stopping.metric;
-    let value = m.get(metric);
-    let smoothed = st.smoothed_loss(t.loss_ema);
-    let mut rec = EvalRecord::new(st.step, &m, smoothed);
-    let decision = st.tracker.update(st.step, value);
+    let metric = &ctx.recipe.early_stopping.metric;
+    let mut rec = EvalRecord::new(st.step, &m, step_obs.smoothed_train_loss);
+    let obs = Observation { eval: Some(EvalObservation { metrics: &m, metric }), ..step_obs };
+    let verdicts = observe_all(&mut guards(st, &mut watchdog(ctx)), &obs);
     rec.is_best = st.tracker.best().is_some_and(|(s, _)| s == st.step);
-    if let Some(train_loss) = smoothed {
-        if st.alarm.update(value, train_loss) {
-            let message = format!(
-                "overfitting: {metric} worsened while the training loss improved for {} evaluations in a row \
-                 (now {value:.4}, smoothed training loss {train_loss:.4})",
-                st.alarm.k
-            );
-            progress.message(&format!("warning: step {}: {message}", st.step));
-            st.alarms.push(crate::Alarm { step: st.step, kind: "overfitting".into(), message });
-            rec.overfitting_alarm = true;
-        }
-    }
+    report_warnings(st, &verdicts, progress);
+    rec.overfitting_alarm = verdicts.warnings().any(|(guard, _)| guard == OverfitAlarm::NAME);
     append_line(metrics, metrics_path, &rec)?;
     progress.eval(&rec);
-    if let (true, Decision::Stop { reason }) = (ctx.early_stopping, decision) {
-        progress.message(&format!("early stopping at step {}: {reason}", st.step));
-        st.stop_reason = Some(format!("early stopping: {reason}"));
-    }
-    Ok(())
+    end_if_asked(st, &verdicts, progress)
 }

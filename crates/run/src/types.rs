@@ -32,9 +32,10 @@ pub enum RunError {
     /// The validation split cannot be made (the message names `data.val_size`).
     #[error("{0}")]
     Split(String),
-    /// The loss watchdog: a non-finite loss, or one far above the first step's.
-    #[error("training diverged at step {step}: loss {loss} ({why}); lower optim.lr or check the data")]
-    Diverged { step: u64, loss: f64, why: String },
+    /// A guard aborted the run (the loss watchdog: a non-finite loss, or one far above the
+    /// first step's); `message` says why.
+    #[error("{message}")]
+    Aborted { step: u64, guard: &'static str, message: String },
     /// The chat template renders no example of a set (one it cannot render is dropped alone);
     /// `at` is the first one's `file:line`.
     #[error("{at}: {reason} (the chat template renders none of the {set} examples)")]

@@ -7,8 +7,9 @@ use tuneguard_model::llama::Layer;
 use tuneguard_model::ops;
 use tuneguard_model::rope::RopeAngles;
 
-use crate::linear_grad::{self, splitmix64, Dropout, FullLinearGrad, LoraCache, LoraGrad};
+use crate::linear_grad::{self, Dropout, FullLinearGrad, LoraCache, LoraGrad};
 use crate::tensor_ops::{add_into, mm, rms_norm_bwd, rms_norm_fwd, rms_norm_weight_grad, sigmoid};
+use tuneguard_data::splitmix64;
 
 /// Activations of one block kept for its backward pass.
 pub struct BlockCache {

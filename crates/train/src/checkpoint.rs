@@ -14,7 +14,7 @@ const CHECKSUM: &str = "tensors.sha256";
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Trainable tensors and their AdamW moments, in the optimizer's order.

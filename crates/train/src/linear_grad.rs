@@ -1,6 +1,7 @@
 //! Forward and backward of a frozen linear layer with an optional trainable LoRA update
 //! `y = W x + b + s·B(A·dropout(x))` (Hu et al. 2021; dropout on the LoRA input as PEFT's
 //! `lora_dropout`). The frozen W gets no gradient: only dx, dA, dB.
+use tuneguard_data::splitmix64;
 use tuneguard_model::linear::Linear;
 
 use crate::tensor_ops::{add_into, mm};
@@ -32,14 +33,6 @@ impl FullLinearGrad {
 pub struct Dropout {
     pub p: f32,
     pub seed: u64,
-}
-
-/// SplitMix64 (Steele et al. 2014): a well-mixed 64-bit hash of a counter.
-pub fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 impl Dropout {

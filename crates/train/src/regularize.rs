@@ -1,9 +1,9 @@
 //! Regularizers applied inside a training step: NEFTune embedding noise and an L1 penalty.
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tuneguard_data::splitmix64;
 use tuneguard_model::llama::Llama;
 
-use crate::linear_grad::splitmix64;
 use crate::step::{FullGrads, Grads};
 
 /// NEFTune (Jain et al. 2023, "NEFTune: Noisy Embeddings Improve Instruction Finetuning"): during

@@ -6,9 +6,10 @@ use tuneguard_model::ops;
 
 use crate::block::{self, BlockGrads, FullBlockGrads};
 use crate::error::{Result, TrainError};
-use crate::linear_grad::{splitmix64, Dropout};
+use crate::linear_grad::Dropout;
 use crate::regularize::Neftune;
 use rayon::prelude::*;
+use tuneguard_data::splitmix64;
 
 use crate::tensor_ops::{add_into, mm, rms_norm_bwd, rms_norm_fwd};
 

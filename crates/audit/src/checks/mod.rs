@@ -34,33 +34,71 @@ pub use quarantine::{write_audit_json, write_audit_outputs, write_quarantine};
 pub use report::{AuditReport, CheckCounts, Finding, RowCounts, RowRef, SourcedExample};
 pub use run::{audit_files, AuditOptions, LengthFn};
 
-/// A check's stable id, as written in reports and in the recipe's `[audit.actions]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckId {
-    InvalidUtf8,
-    InvalidJson,
-    NotAnObject,
-    DuplicateKey,
-    MissingField,
-    EmptyField,
-    WrongType,
-    BadRole,
-    NoAssistantTurn,
-    AssistantFirst,
-    InvalidCsv,
-    FieldCount,
-    UnknownFormat,
-    ControlChars,
-    LengthOutlier,
-    ExactDuplicate,
-    ConflictingAnswer,
-    NearDuplicate,
-    PiiEmail,
-    PiiPhone,
-    PiiCard,
-    PiiIban,
+/// Defines [`CheckId`]: the loader's schema problems (from
+/// [`tuneguard_data::with_schema_kinds`], the list [`RejectKind`] is made from), then the
+/// audit's own checks.
+macro_rules! check_id {
+    ($($(#[$doc:meta])* $kind:ident = $name:literal,)*) => {
+        /// A check's stable id, as written in reports and in the recipe's `[audit.actions]`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum CheckId {
+            $($(#[$doc])* $kind,)*
+            ControlChars,
+            LengthOutlier,
+            ExactDuplicate,
+            ConflictingAnswer,
+            NearDuplicate,
+            PiiEmail,
+            PiiPhone,
+            PiiCard,
+            PiiIban,
+        }
+
+        impl CheckId {
+            /// Every check, in report order.
+            pub const ALL: [CheckId; [$($name),*].len() + 9] = [
+                $(CheckId::$kind,)*
+                CheckId::ControlChars,
+                CheckId::LengthOutlier,
+                CheckId::ExactDuplicate,
+                CheckId::ConflictingAnswer,
+                CheckId::NearDuplicate,
+                CheckId::PiiEmail,
+                CheckId::PiiPhone,
+                CheckId::PiiCard,
+                CheckId::PiiIban,
+            ];
+
+            /// Stable snake_case id.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(CheckId::$kind => $name,)*
+                    CheckId::ControlChars => "control_chars",
+                    CheckId::LengthOutlier => "length_outlier",
+                    CheckId::ExactDuplicate => "exact_duplicate",
+                    CheckId::ConflictingAnswer => "conflicting_answer",
+                    CheckId::NearDuplicate => "near_duplicate",
+                    CheckId::PiiEmail => "pii_email",
+                    CheckId::PiiPhone => "pii_phone",
+                    CheckId::PiiCard => "pii_card",
+                    CheckId::PiiIban => "pii_iban",
+                }
+            }
+
+            /// The schema check of a row the loader rejected; `None` for the kinds of
+            /// tokenization ([`RejectKind::is_tokenization`]), which the loader never gives.
+            pub fn of_reject(kind: RejectKind) -> Option<CheckId> {
+                Some(match kind {
+                    $(RejectKind::$kind => CheckId::$kind,)*
+                    RejectKind::TooLong | RejectKind::NoSupervisedTokens | RejectKind::TemplateError => return None,
+                })
+            }
+        }
+    };
 }
+
+tuneguard_data::with_schema_kinds!(check_id);
 
 /// What a finding does to its row and to the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -93,60 +131,6 @@ impl Action {
 }
 
 impl CheckId {
-    /// Every check, in report order.
-    pub const ALL: [CheckId; 22] = [
-        CheckId::InvalidUtf8,
-        CheckId::InvalidJson,
-        CheckId::NotAnObject,
-        CheckId::DuplicateKey,
-        CheckId::MissingField,
-        CheckId::EmptyField,
-        CheckId::WrongType,
-        CheckId::BadRole,
-        CheckId::NoAssistantTurn,
-        CheckId::AssistantFirst,
-        CheckId::InvalidCsv,
-        CheckId::FieldCount,
-        CheckId::UnknownFormat,
-        CheckId::ControlChars,
-        CheckId::LengthOutlier,
-        CheckId::ExactDuplicate,
-        CheckId::ConflictingAnswer,
-        CheckId::NearDuplicate,
-        CheckId::PiiEmail,
-        CheckId::PiiPhone,
-        CheckId::PiiCard,
-        CheckId::PiiIban,
-    ];
-
-    /// Stable snake_case id.
-    pub fn name(self) -> &'static str {
-        match self {
-            CheckId::InvalidUtf8 => "invalid_utf8",
-            CheckId::InvalidJson => "invalid_json",
-            CheckId::NotAnObject => "not_an_object",
-            CheckId::DuplicateKey => "duplicate_key",
-            CheckId::MissingField => "missing_field",
-            CheckId::EmptyField => "empty_field",
-            CheckId::WrongType => "wrong_type",
-            CheckId::BadRole => "bad_role",
-            CheckId::NoAssistantTurn => "no_assistant_turn",
-            CheckId::AssistantFirst => "assistant_first",
-            CheckId::InvalidCsv => "invalid_csv",
-            CheckId::FieldCount => "field_count",
-            CheckId::UnknownFormat => "unknown_format",
-            CheckId::ControlChars => "control_chars",
-            CheckId::LengthOutlier => "length_outlier",
-            CheckId::ExactDuplicate => "exact_duplicate",
-            CheckId::ConflictingAnswer => "conflicting_answer",
-            CheckId::NearDuplicate => "near_duplicate",
-            CheckId::PiiEmail => "pii_email",
-            CheckId::PiiPhone => "pii_phone",
-            CheckId::PiiCard => "pii_card",
-            CheckId::PiiIban => "pii_iban",
-        }
-    }
-
     /// Schema checks come from the loader: their rows hold no usable example, so they can only
     /// be quarantined or fail the run.
     pub fn is_schema(self) -> bool {
@@ -164,29 +148,6 @@ impl CheckId {
         } else {
             Action::Quarantine
         }
-    }
-}
-
-impl CheckId {
-    /// The schema check of a row the loader rejected; `None` for the kinds of tokenization
-    /// ([`RejectKind::is_tokenization`]), which the loader never gives.
-    pub fn of_reject(kind: RejectKind) -> Option<CheckId> {
-        Some(match kind {
-            RejectKind::InvalidUtf8 => CheckId::InvalidUtf8,
-            RejectKind::InvalidJson => CheckId::InvalidJson,
-            RejectKind::NotAnObject => CheckId::NotAnObject,
-            RejectKind::DuplicateKey => CheckId::DuplicateKey,
-            RejectKind::MissingField => CheckId::MissingField,
-            RejectKind::EmptyField => CheckId::EmptyField,
-            RejectKind::WrongType => CheckId::WrongType,
-            RejectKind::BadRole => CheckId::BadRole,
-            RejectKind::NoAssistantTurn => CheckId::NoAssistantTurn,
-            RejectKind::AssistantFirst => CheckId::AssistantFirst,
-            RejectKind::InvalidCsv => CheckId::InvalidCsv,
-            RejectKind::FieldCount => CheckId::FieldCount,
-            RejectKind::UnknownFormat => CheckId::UnknownFormat,
-            RejectKind::TooLong | RejectKind::NoSupervisedTokens | RejectKind::TemplateError => return None,
-        })
     }
 }
 
@@ -230,6 +191,7 @@ mod tests {
             assert!(k.is_tokenization() && CheckId::of_reject(k).is_none());
         }
         assert!(kinds.iter().all(|k| !k.is_tokenization()));
+        assert_eq!(RejectKind::SCHEMA, kinds, "the loader's kinds, from the one list");
         assert_eq!(CheckId::ALL.iter().filter(|c| c.is_pii()).count(), 4);
         Ok(())
     }

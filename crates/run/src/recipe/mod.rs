@@ -363,7 +363,7 @@ impl Recipe {
         r.train.keep_checkpoints = 0;
         // Who started the run and when is not a setting (the model's hash is checked apart).
         r.run = None;
-        Sha256::digest(r.to_toml().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(Sha256::digest(r.to_toml().as_bytes()))
     }
 
     /// Full fine-tuning rather than LoRA.

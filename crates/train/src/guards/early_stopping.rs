@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{Guard, Observation, Verdict};
+
 /// Whether smaller (loss, perplexity) or larger (accuracy) values are better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Direction {
@@ -72,6 +74,26 @@ impl EarlyStopping {
             };
         }
         Decision::Continue
+    }
+}
+
+impl EarlyStopping {
+    pub const NAME: &'static str = "early stopping";
+}
+
+/// Watches the tracked metric of each evaluation ([`EarlyStopping::update`]); a [`Verdict::Stop`]
+/// once patience is used up.
+impl Guard for EarlyStopping {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn observe(&mut self, obs: &Observation) -> Verdict {
+        let Some(eval) = &obs.eval else { return Verdict::Continue };
+        match self.update(obs.step, eval.value()) {
+            Decision::Continue => Verdict::Continue,
+            Decision::Stop { reason } => Verdict::Stop(reason),
+        }
     }
 }
 

@@ -4,6 +4,8 @@
 //! does); it says so in the log and the summary.
 use serde::{Deserialize, Serialize};
 
+use super::{Guard, Observation, Verdict};
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OverfitAlarm {
     /// Evaluations in a row needed (0 = off).
@@ -26,6 +28,32 @@ impl OverfitAlarm {
         self.last = Some((val_metric, train_loss));
         self.streak = if diverging { self.streak + 1 } else { 0 };
         self.k > 0 && self.streak == self.k
+    }
+}
+
+impl OverfitAlarm {
+    pub const NAME: &'static str = "overfitting";
+}
+
+/// Watches each evaluation's tracked metric against the smoothed training loss
+/// ([`OverfitAlarm::update`]; not updated while there is no smoothed loss); a
+/// [`Verdict::Warn`] when the alarm fires.
+impl Guard for OverfitAlarm {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn observe(&mut self, obs: &Observation) -> Verdict {
+        let (Some(eval), Some(train_loss)) = (&obs.eval, obs.smoothed_train_loss) else { return Verdict::Continue };
+        let value = eval.value();
+        if !self.update(value, train_loss) {
+            return Verdict::Continue;
+        }
+        Verdict::Warn(format!(
+            "overfitting: {} worsened while the training loss improved for {} evaluations in a row \
+             (now {value:.4}, smoothed training loss {train_loss:.4})",
+            eval.metric, self.k
+        ))
     }
 }
 
