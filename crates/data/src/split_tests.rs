@@ -150,3 +150,22 @@ fn read_field_values_jsonl_and_csv() -> anyhow::Result<()> {
     assert!(matches!(read_field_values(&dir.path().join("none.jsonl"), "cat"), Err(DataError::Io { .. })));
     Ok(())
 }
+
+/// The members drawn for a seed are pinned: a change of generator (or of its stream) would
+/// silently move examples between train and validation of an existing recipe.
+#[test]
+fn the_drawn_members_are_pinned() -> Result<(), SplitError> {
+    let labels: Vec<Option<String>> = (0..100)
+        .map(|i| match i % 10 {
+            0..=4 => Some("a".to_string()),
+            5..=7 => Some("b".to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(split_indices(40, ValSize::Count(6), 11, None)?.1, [2, 8, 11, 17, 18, 38]);
+    assert_eq!(
+        split_indices(100, ValSize::Fraction(0.1), 3, Some(&labels))?.1,
+        [5, 10, 15, 21, 29, 53, 64, 66, 73, 98]
+    );
+    Ok(())
+}
