@@ -108,7 +108,6 @@ pub fn run(
     let out = &recipe.output.dir;
     check_lock(lock, out)?;
     set_aside::recover(out)?;
-    check_inputs(recipe, model_path)?;
     // A run has started once metrics.jsonl exists; config.toml and rejected.jsonl alone are left
     // by a run that stopped before training and do not block the next one.
     let started = RUN_MARKERS.iter().any(|m| out.join(m).exists());
@@ -174,7 +173,6 @@ pub fn resume(
     if checkpoint::list(out).is_empty() {
         return fail("it has no complete checkpoint (one is written at each evaluation); start it again");
     }
-    check_inputs(recipe, model_path)?;
     // Data preparation rewrites these; a refused resume puts them back.
     let aside = SetAside::new(out, &["rejected.jsonl", "audit.json", "quarantine.jsonl"])?;
     execute(recipe, model_path, true, aside, command_line, progress)
@@ -251,8 +249,8 @@ fn prepare_for(
 /// # Errors
 /// As [`run`], before training.
 pub fn preflight(recipe: &Recipe, model_path: &Path, out: &Path, progress: &mut dyn Progress) -> Result<Prepared> {
-    check_inputs(recipe, model_path)?;
     prepare::authenticate(recipe, progress)?;
+    check_inputs(recipe, model_path)?;
     check_context(recipe, model_path)?;
     std::fs::create_dir_all(out).map_err(io(out))?;
     let (loaded, _) = load_model(recipe, model_path, progress)?;
@@ -268,7 +266,9 @@ fn execute(
     progress: &mut dyn Progress,
 ) -> Result<Summary> {
     let out = &recipe.output.dir;
+    // The data is checked against its manifest first: that needs no model.
     prepare::authenticate(recipe, progress)?;
+    check_inputs(recipe, model_path)?;
     check_context(recipe, model_path)?;
     let record = record::new(model_path, command_line)?;
     match (&recipe.run, resuming) {
