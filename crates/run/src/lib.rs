@@ -335,7 +335,7 @@ fn fresh_state(
     let recipe = ctx.recipe;
     let alarm = OverfitAlarm::new(recipe.train.overfit_alarm_evals, recipe.minimize_metric());
     let mut st = LoopState::new(total_steps, tracker, alarm, data_fingerprint, recipe.training_fingerprint());
-    let metrics = ctx.out.join("metrics.jsonl");
+    let metrics = ctx.out.join(tuneguard_records::METRICS_FILE);
     std::fs::write(&metrics, "").map_err(io(&metrics))?; // the run has started
     if !ctx.val.is_empty() {
         // A forward pass over the whole validation set: seconds on a CPU, so say what it is.

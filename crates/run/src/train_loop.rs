@@ -15,6 +15,7 @@ use tuneguard_model::llama::Llama;
 use crate::recipe::Recipe;
 use crate::rows::TrainRow;
 use crate::types::{Alarm, EvalRecord, Progress, Result, RunError, StepMetrics};
+use tuneguard_records::{LineKind, METRICS_FILE};
 use tuneguard_train::eval::evaluate;
 use tuneguard_train::guards::early_stopping::{Decision, EarlyStopping};
 use tuneguard_train::guards::overfitting::OverfitAlarm;
@@ -184,7 +185,7 @@ pub fn train_loop(
     progress: &mut dyn Progress,
 ) -> Result<LoopState> {
     let (recipe, t, o) = (ctx.recipe, &ctx.recipe.train, &ctx.recipe.optim);
-    let metrics_path = ctx.out.join("metrics.jsonl");
+    let metrics_path = ctx.out.join(METRICS_FILE);
     let mut metrics =
         std::fs::OpenOptions::new().append(true).create(true).open(&metrics_path).map_err(io(&metrics_path))?;
     while st.step < st.total_steps && st.stop_reason.is_none() {
@@ -199,7 +200,7 @@ pub fn train_loop(
         st.tokens_total += tokens;
         st.train_seconds += t0.elapsed().as_secs_f64();
         let m = StepMetrics {
-            kind: "train",
+            kind: LineKind::Train,
             step: st.step,
             total_steps: st.total_steps,
             epoch: st.epoch,
@@ -242,7 +243,7 @@ fn evaluation(
 ) -> Result<()> {
     let (recipe, t) = (ctx.recipe, &ctx.recipe.train);
     let m = evaluate(model, ctx.val)?;
-    let metric = &recipe.early_stopping.metric;
+    let metric = recipe.early_stopping.metric;
     let value = m.get(metric);
     let smoothed = st.smoothed_loss(t.loss_ema);
     let mut rec = EvalRecord::new(st.step, &m, smoothed);
