@@ -87,21 +87,10 @@ pub struct LeakRows<'a> {
     pub instruction_lens: &'a [Option<usize>],
 }
 
-impl<'a> From<&'a [Example]> for LeakRows<'a> {
-    fn from(examples: &'a [Example]) -> Self {
-        LeakRows { examples, instruction_lens: &[] }
-    }
-}
-
-impl<'a> From<&'a Vec<Example>> for LeakRows<'a> {
-    fn from(examples: &'a Vec<Example>) -> Self {
-        LeakRows { examples, instruction_lens: &[] }
-    }
-}
-
-impl<'a, const N: usize> From<&'a [Example; N]> for LeakRows<'a> {
-    fn from(examples: &'a [Example; N]) -> Self {
-        LeakRows { examples, instruction_lens: &[] }
+/// Examples alone (a slice, a `Vec`, an array): no instruction lengths known.
+impl<'a, T: AsRef<[Example]> + ?Sized> From<&'a T> for LeakRows<'a> {
+    fn from(examples: &'a T) -> Self {
+        LeakRows { examples: examples.as_ref(), instruction_lens: &[] }
     }
 }
 
