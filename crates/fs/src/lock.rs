@@ -4,7 +4,9 @@
 //! Windows, through std's `File::try_lock`). The OS releases the lock when the holder's file is
 //! closed, also when the process is killed, so a crashed holder never blocks the next one. The
 //! lock file itself stays: deleting it would let a later process lock a new file while an
-//! earlier one still holds the old.
+//! earlier one still holds the old. A child process forked while the lock is held shares it
+//! (flock belongs to the open file, which fork duplicates) until it execs, when std's
+//! close-on-exec flag closes its copy.
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -77,8 +79,18 @@ mod tests {
     /// Set by `a_lock_left_by_a_killed_process_does_not_block` for the child that holds the lock.
     const HOLD_ENV: &str = "TUNEGUARD_FS_TEST_HOLD_LOCK";
 
+    /// The tests take turns: a child spawned by one test holds, between its fork and its exec,
+    /// a copy of every file the other test has open, its lock included, so "dropped, so free
+    /// again" could fail for a moment (it did once on CI).
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+        ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     #[test]
     fn a_held_folder_is_refused_until_its_lock_is_dropped() -> Result<(), LockError> {
+        let _turn = take_turn();
         let tmp = tempfile::tempdir().map_err(|err| LockError::Io { path: PathBuf::new(), err })?;
         let dir = tmp.path().join("run");
         let first = lock_dir(&dir)?;
@@ -108,6 +120,7 @@ mod tests {
 
     #[test]
     fn a_lock_left_by_a_killed_process_does_not_block() -> Result<(), Box<dyn std::error::Error>> {
+        let _turn = take_turn();
         let tmp = tempfile::tempdir()?;
         let dir = tmp.path().join("run");
         let mut child = Command::new(std::env::current_exe()?)
