@@ -21,7 +21,6 @@ pub mod provenance;
 mod raw_rows;
 pub mod record;
 pub mod rejected;
-mod shape;
 pub mod split;
 mod splitmix;
 mod strict_json;

@@ -12,8 +12,8 @@ use crate::format::DataFormat;
 pub use crate::raw_rows::raw_rows;
 use crate::record::{to_example_parts, Example, Reject, RejectKind};
 use crate::rejected::{raw_text, LoadStats, Rejected};
-pub use crate::shape::{ShapeReport, ShapeSource};
 use crate::strict_json::{self, JsonError};
+pub use tuneguard_records::{ShapeReport, ShapeSource};
 
 /// File syntax.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

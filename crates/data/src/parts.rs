@@ -7,32 +7,9 @@
 //! compare rows that share it on the rest, and every other pair whole.
 use crate::record::Example;
 
-/// What kind of shared part a row has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SharedKind {
-    /// The instruction of an instruction-format row.
-    Instruction,
-    /// The system message a chat opens with.
-    SystemPrompt,
-}
-
-impl SharedKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            SharedKind::Instruction => "instruction",
-            SharedKind::SystemPrompt => "system prompt",
-        }
-    }
-
-    /// What follows the shared part: the parts compared when two rows share it.
-    pub fn rest_name(self) -> &'static str {
-        match self {
-            SharedKind::Instruction => "input and answer",
-            SharedKind::SystemPrompt => "turns after the system prompt",
-        }
-    }
-}
+/// What kind of shared part a row has (a plain-data type of `summary.json`, defined in
+/// tuneguard-records).
+pub use tuneguard_records::SharedKind;
 
 /// A row split into its shared part and the texts of the rest.
 #[derive(Debug, Clone, PartialEq, Eq)]

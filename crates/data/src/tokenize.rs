@@ -76,26 +76,9 @@ pub struct TokenizeOptions {
     pub overflow: Overflow,
 }
 
-/// Counts from [`ChatTokenizer::tokenize_all`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct TokenizeStats {
-    /// Examples in.
-    pub examples: usize,
-    /// Examples out.
-    pub kept: usize,
-    /// Kept examples that were cut to `max_len`.
-    pub truncated: usize,
-    /// Examples dropped for being longer than `max_len` (policy `drop`).
-    pub dropped_too_long: usize,
-    /// Examples dropped because truncation left no supervised token.
-    pub dropped_no_supervised: usize,
-    /// Examples dropped because the chat template could not render them (see [`Dropped`]).
-    pub dropped_template_error: usize,
-    /// Tokens in kept examples.
-    pub tokens: usize,
-    /// Supervised tokens in kept examples.
-    pub supervised_tokens: usize,
-}
+/// Counts from [`ChatTokenizer::tokenize_all`] (a plain-data type of `summary.json`, defined in
+/// tuneguard-records).
+pub use tuneguard_records::TokenizeStats;
 
 /// An example [`ChatTokenizer::tokenize_each`] left out.
 #[derive(Debug, Clone, PartialEq, Eq)]

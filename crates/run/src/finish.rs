@@ -51,8 +51,8 @@ pub fn finish(
         st.stop_reason.clone().unwrap_or_else(|| format!("completed the planned {} steps", st.total_steps));
     let early_stopping = (!ctx.val.is_empty()).then(|| EarlyStoppingSummary {
         enabled: ctx.early_stopping,
-        metric: es.metric.clone(),
-        direction: if recipe.minimize_metric() { "minimize" } else { "maximize" }.into(),
+        metric: es.metric,
+        direction: recipe.metric_direction(),
         patience: es.patience,
         min_delta: es.min_delta,
         best_step: best.map(|b| b.0),
@@ -83,8 +83,13 @@ pub fn finish(
         warnings: ctx.warnings.to_vec(),
         lints: prepared.lints.clone(),
         resumed_from_step: resumed_from,
+        legacy_tokenize: None,
+        legacy_val_tokenize: None,
     };
-    write_atomic(&out.join("summary.json"), &serde_json::to_string_pretty(&summary).unwrap_or_default())?;
+    write_atomic(
+        &out.join(tuneguard_records::SUMMARY_FILE),
+        &serde_json::to_string_pretty(&summary).unwrap_or_default(),
+    )?;
     let keep: Vec<u64> = best.map(|b| b.0).into_iter().collect();
     checkpoint::prune(out, recipe.train.keep_checkpoints.max(1), &keep);
     if st.stop_reason.is_none() && st.step < st.total_steps {

@@ -204,7 +204,7 @@ fn tracker(recipe: &Recipe) -> (EarlyStopping, bool) {
     let has_val =
         !matches!(recipe.data.val_size, crate::recipe::ValSizeSpec::Count(0)) || recipe.data.val_file.is_some();
     let enabled = es.enabled.unwrap_or(has_val);
-    let direction = if recipe.minimize_metric() { Direction::Minimize } else { Direction::Maximize };
+    let direction = recipe.metric_direction();
     // Without early stopping the tracker only remembers the best evaluation.
     let patience = if enabled { es.patience } else { usize::MAX };
     (EarlyStopping::new(EarlyStoppingConfig { direction, patience, min_delta: es.min_delta }), enabled)
@@ -378,9 +378,9 @@ fn fresh_state(
     progress: &mut dyn Progress,
 ) -> Result<LoopState> {
     let recipe = ctx.recipe;
-    let alarm = OverfitAlarm::new(recipe.train.overfit_alarm_evals, recipe.minimize_metric());
+    let alarm = OverfitAlarm::new(recipe.train.overfit_alarm_evals, recipe.metric_direction() == Direction::Minimize);
     let mut st = LoopState::new(total_steps, tracker, alarm, data_fingerprint, recipe.training_fingerprint());
-    let metrics = ctx.out.join("metrics.jsonl");
+    let metrics = ctx.out.join(tuneguard_records::METRICS_FILE);
     std::fs::write(&metrics, "").map_err(io(&metrics))?; // the run has started
     if !ctx.val.is_empty() {
         // A forward pass over the whole validation set: seconds on a CPU, so say what it is.

@@ -11,70 +11,14 @@
 //! cut right after loading, so the leakage check, augmentation, lint and tokenization never
 //! hold it whole; training keeps the same first `max_len` tokens of it as before, and shorter
 //! rows are not touched.
-use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tuneguard_data::tokenize::{ChatTokenizer, TokenizeStats, TokenizedExample};
-use tuneguard_data::{Rejected, ShapeReport};
+use tuneguard_data::tokenize::{ChatTokenizer, TokenizedExample};
+use tuneguard_data::Rejected;
 
 use crate::recipe::Recipe;
 use crate::{Progress, Result};
 
-/// What happened to the data on its way to training (the run's data summary).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct DataSummary {
-    /// Data rows read (training file, plus the validation file if any).
-    pub rows_read: usize,
-    pub rejected: usize,
-    /// Rows the audit quarantined (see `quarantine.jsonl`), and rows it kept with a warning.
-    pub quarantined: usize,
-    pub audit_warned: usize,
-    /// (check id, rows found, action) of every audit check that found something.
-    pub audit_findings: Vec<(String, usize, String)>,
-    /// `split` (held out of the training file), the validation file's path, or `none`.
-    pub val_source: String,
-    pub train_examples: usize,
-    pub val_examples: usize,
-    /// Validation examples removed because they repeat a training example.
-    pub leaked_exact: usize,
-    pub leaked_near: usize,
-    /// Up to 20 of them: where they were and what they matched.
-    pub leaks: Vec<LeakReport>,
-    /// Training examples left out by `data.max_train_examples`.
-    pub unused: usize,
-    /// Augmented copies added to training, and how they were made.
-    pub augmented: usize,
-    pub augmentation: Option<String>,
-    /// Training examples cut to `max_len`, and dropped at tokenization (too long, nothing
-    /// supervised, or not renderable by the chat template; listed in `rejected.jsonl`).
-    pub truncated: usize,
-    pub dropped: usize,
-    /// The same for the validation examples.
-    pub val_truncated: usize,
-    pub val_dropped: usize,
-    /// Rows with more text than `max_len` tokens can hold, cut before tokenizing (training and
-    /// validation).
-    pub cut_before_tokenizing: usize,
-    /// Per data file: the record shape (given, or detected from which line) and the rows that
-    /// do not fit it.
-    pub shapes: Vec<ShapeReport>,
-    pub tokenize: TokenizeStats,
-    pub val_tokenize: TokenizeStats,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LeakReport {
-    pub kind: String,
-    pub jaccard: f64,
-    /// The part the two rows share (`instruction`, `system_prompt`) when `jaccard` is of the
-    /// rest after it; absent when it is of the whole rows.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shared: Option<tuneguard_data::SharedKind>,
-    /// `file:line` of the validation example and of the training example it repeats.
-    pub val_row: String,
-    pub train_row: String,
-    /// The validation example's text, cut to 160 characters.
-    pub text: String,
-}
+pub use tuneguard_records::{DataSummary, LeakReport};
 
 /// The data of a run, ready for the training loop.
 pub struct Prepared {

@@ -17,6 +17,7 @@ use crate::recipe::Recipe;
 use crate::rows::TrainRow;
 use crate::types::{Alarm, EvalRecord, Progress, Result, RunError, StepMetrics};
 use tuneguard_data::splitmix64;
+use tuneguard_records::{LineKind, METRICS_FILE};
 use tuneguard_train::eval::evaluate;
 use tuneguard_train::guards::early_stopping::EarlyStopping;
 use tuneguard_train::guards::overfitting::OverfitAlarm;
@@ -188,7 +189,7 @@ pub fn train_loop(
     progress: &mut dyn Progress,
 ) -> Result<LoopState> {
     let (recipe, t, o) = (ctx.recipe, &ctx.recipe.train, &ctx.recipe.optim);
-    let metrics_path = ctx.out.join("metrics.jsonl");
+    let metrics_path = ctx.out.join(METRICS_FILE);
     let mut metrics =
         std::fs::OpenOptions::new().append(true).create(true).open(&metrics_path).map_err(io(&metrics_path))?;
     while st.step < st.total_steps && st.stop_reason.is_none() {
@@ -203,7 +204,7 @@ pub fn train_loop(
         st.tokens_total += tokens;
         st.train_seconds += t0.elapsed().as_secs_f64();
         let m = StepMetrics {
-            kind: "train",
+            kind: LineKind::Train,
             step: st.step,
             total_steps: st.total_steps,
             epoch: st.epoch,
@@ -289,7 +290,7 @@ fn evaluation(
     progress: &mut dyn Progress,
 ) -> Result<()> {
     let m = evaluate(model, ctx.val)?;
-    let metric = &ctx.recipe.early_stopping.metric;
+    let metric = ctx.recipe.early_stopping.metric;
     let mut rec = EvalRecord::new(st.step, &m, step_obs.smoothed_train_loss);
     let obs = Observation { eval: Some(EvalObservation { metrics: &m, metric }), ..step_obs };
     let verdicts = observe_all(&mut guards(st, &mut watchdog(ctx)), &obs);

@@ -5,29 +5,9 @@ use tuneguard_model::llama::{KvCache, Llama, LogitsFor};
 
 use crate::step::IGNORE;
 
-/// Metrics of one evaluation, averaged over every supervised token of the set.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EvalMetrics {
-    /// Mean negative log-likelihood per supervised token (nats).
-    pub loss: f64,
-    /// exp(loss).
-    pub perplexity: f64,
-    /// Share (0–1) of supervised tokens whose most likely prediction is the target.
-    pub token_accuracy: f64,
-    /// Supervised tokens evaluated.
-    pub tokens: usize,
-}
-
-impl EvalMetrics {
-    /// The value of a metric by its recipe name (`val_loss`, `val_perplexity`, `val_token_accuracy`).
-    pub fn get(&self, name: &str) -> f64 {
-        match name {
-            "val_perplexity" => self.perplexity,
-            "val_token_accuracy" => self.token_accuracy,
-            _ => self.loss,
-        }
-    }
-}
+/// Metrics of one evaluation and the metric names (plain data of `summary.json`, defined in
+/// tuneguard-records).
+pub use tuneguard_records::{EvalMetrics, Metric};
 
 /// Evaluates `model` on `examples` (rows in parallel, summed in order: the result does not depend
 /// on the thread count). Labels are aligned with the ids: logits at i predict labels[i + 1].
@@ -62,5 +42,11 @@ pub fn evaluate(model: &Llama, examples: &[TokenizedExample]) -> tuneguard_model
         correct += k;
     }
     let loss = if n == 0 { f64::NAN } else { nll / n as f64 };
-    Ok(EvalMetrics { loss, perplexity: loss.exp(), token_accuracy: correct as f64 / n.max(1) as f64, tokens: n })
+    Ok(EvalMetrics {
+        loss,
+        perplexity: loss.exp(),
+        token_accuracy: correct as f64 / n.max(1) as f64,
+        tokens: n,
+        extra: (),
+    })
 }

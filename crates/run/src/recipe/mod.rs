@@ -250,17 +250,6 @@ impl Recipe {
             return bad("data.max_len", format!("must be at least 2 tokens, got {}", self.data.max_len));
         }
         let es = &self.early_stopping;
-        if !matches!(es.metric.as_str(), "val_loss" | "val_perplexity" | "val_token_accuracy") {
-            return bad(
-                "early_stopping.metric",
-                format!("must be `val_loss`, `val_perplexity` or `val_token_accuracy`, got `{}`", es.metric),
-            );
-        }
-        if let Some(d) = &es.direction {
-            if !matches!(d.as_str(), "minimize" | "maximize") {
-                return bad("early_stopping.direction", format!("must be `minimize` or `maximize`, got `{d}`"));
-            }
-        }
         if es.patience == 0 {
             return bad("early_stopping.patience", "must be at least 1 evaluation".into());
         }
@@ -371,12 +360,10 @@ impl Recipe {
         self.train.method == Method::Full
     }
 
-    /// Whether smaller values of the early-stopping metric are better.
-    pub fn minimize_metric(&self) -> bool {
-        match self.early_stopping.direction.as_deref() {
-            Some(d) => d == "minimize",
-            None => self.early_stopping.metric != "val_token_accuracy",
-        }
+    /// Which way the early-stopping metric is better (the recipe's, else the metric's own).
+    pub fn metric_direction(&self) -> tuneguard_records::Direction {
+        let es = &self.early_stopping;
+        es.direction.unwrap_or(es.metric.direction())
     }
 
     pub fn schedule(&self) -> Schedule {
@@ -470,6 +457,7 @@ mod tests {
             ("train.divergence_factor=nan", "train.divergence_factor"),
             ("data.val_size=1.5", "data.val_size"),
             ("early_stopping.metric=\"bleu\"", "early_stopping.metric"),
+            ("early_stopping.direction=\"up\"", "early_stopping.direction"),
             ("early_stopping.patience=0", "early_stopping.patience"),
             ("optim.l1=-1", "optim.l1"),
             ("train.neftune_noise_alpha=-1", "train.neftune_noise_alpha"),
@@ -480,6 +468,11 @@ mod tests {
             let e = Recipe::load(&p, &[o.into()]).expect_err(o).to_string();
             assert!(e.contains(key), "{o}: {e}");
         }
+        // The metric and the direction list their values.
+        let e = Recipe::load(&p, &["early_stopping.metric=bleu".into()]).expect_err("metric").to_string();
+        assert!(e.contains("`bleu`") && e.contains("`val_loss`, `val_perplexity`, `val_token_accuracy`"), "{e}");
+        let e = Recipe::load(&p, &["early_stopping.direction=up".into()]).expect_err("direction").to_string();
+        assert!(e.contains("`up`") && e.contains("`minimize` or `maximize`"), "{e}");
         let e = Recipe::load(&p, &["lora.r=\"x\"".into()]).expect_err("type").to_string();
         assert!(e.contains('r'), "{e}");
     }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use tuneguard_data::format::DataFormat;
 use tuneguard_data::tokenize::Overflow;
 use tuneguard_train::schedule::Schedule;
+use tuneguard_records::{Direction, Metric};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -177,10 +178,10 @@ pub struct EarlyStoppingSection {
     pub enabled: Option<bool>,
     /// `val_loss`, `val_perplexity` or `val_token_accuracy`.
     #[serde(default = "d_metric")]
-    pub metric: String,
+    pub metric: Metric,
     /// `minimize` or `maximize`; by default the metric's natural direction.
     #[serde(default)]
-    pub direction: Option<String>,
+    pub direction: Option<Direction>,
     /// Evaluations without improvement before stopping.
     #[serde(default = "d_patience")]
     pub patience: usize,
@@ -267,26 +268,9 @@ impl Default for ValSizeSpec {
     }
 }
 
-/// `[run]` of a run folder's `config.toml`, and `run` of its `summary.json`: which tool, when,
-/// how and with which model the run was started. Written by `train`, never a setting: the
-/// `[run]` of a recipe (a copied `config.toml`) is replaced by the new run's, and `--resume`
-/// refuses a model whose sha256 is not `model_sha256`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RunRecord {
-    /// tuneguard's version.
-    pub tool_version: String,
-    /// When the run started, RFC 3339 UTC (seconds).
-    pub started: String,
-    /// The command line, program name first.
-    pub command_line: Vec<String>,
-    /// The model file or folder the run used, absolute (the recipe's `model.path` or the
-    /// default model).
-    pub model_path: String,
-    /// sha256 of the model file; for a folder, of its `sha256sum`-style listing (one
-    /// `<sha256>  <name>` line per file, sorted by name).
-    pub model_sha256: String,
-}
+/// `[run]` of a run folder's `config.toml`, and `run` of its `summary.json` (defined in
+/// tuneguard-records, with the summary).
+pub use tuneguard_records::RunRecord;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -346,8 +330,8 @@ fn d_ema() -> f64 {
 fn d_keep() -> usize {
     2
 }
-fn d_metric() -> String {
-    "val_loss".into()
+fn d_metric() -> Metric {
+    Metric::ValLoss
 }
 fn d_patience() -> usize {
     3

@@ -8,20 +8,29 @@ use serde::{Deserialize, Serialize};
 
 use super::{Guard, Observation, Verdict};
 
-/// Whether smaller (loss, perplexity) or larger (accuracy) values are better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Direction {
-    Minimize,
-    Maximize,
-}
+/// Whether smaller (loss, perplexity) or larger (accuracy) values are better: the recipe's
+/// `early_stopping.direction`, one enum for the recipe, the records and this guard.
+pub use tuneguard_records::Direction;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EarlyStoppingConfig {
+    #[serde(deserialize_with = "direction_of_any_checkpoint")]
     pub direction: Direction,
     /// Evaluations without improvement before stopping (≥ 1).
     pub patience: usize,
     /// Smallest change that counts as an improvement (≥ 0, in the metric's unit).
     pub min_delta: f64,
+}
+
+/// Reads `minimize`/`maximize`, and `Minimize`/`Maximize` as checkpoints (`state.json`) wrote
+/// them while this guard had its own copy of [`Direction`], so those runs still resume.
+fn direction_of_any_checkpoint<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Direction, D::Error> {
+    let name = String::deserialize(d)?;
+    match name.as_str() {
+        "Minimize" => Ok(Direction::Minimize),
+        "Maximize" => Ok(Direction::Maximize),
+        _ => Direction::deserialize(serde::de::IntoDeserializer::into_deserializer(name.as_str())),
+    }
 }
 
 /// What to do after an evaluation.
@@ -100,6 +109,18 @@ impl Guard for EarlyStopping {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configs_of_old_and_new_checkpoints_read_the_same() -> serde_json::Result<()> {
+        let config = |d: &str| format!(r#"{{"direction":"{d}","patience":2,"min_delta":0.0}}"#);
+        let max = EarlyStoppingConfig { direction: Direction::Maximize, patience: 2, min_delta: 0.0 };
+        assert_eq!(serde_json::from_str::<EarlyStoppingConfig>(&config("Maximize"))?, max);
+        assert_eq!(serde_json::from_str::<EarlyStoppingConfig>(&config("maximize"))?, max);
+        assert_eq!(serde_json::to_string(&max)?, config("maximize"));
+        let e = serde_json::from_str::<EarlyStoppingConfig>(&config("up")).err().map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("`minimize` or `maximize`")));
+        Ok(())
+    }
 
     /// Feeds `values` (one evaluation per step 1, 2, ...) and returns (stop step, best step).
     fn run(direction: Direction, patience: usize, min_delta: f64, values: &[f64]) -> (Option<u64>, Option<u64>) {

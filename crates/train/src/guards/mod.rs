@@ -23,6 +23,7 @@ pub mod overfitting;
 pub mod watchdog;
 
 use crate::eval::EvalMetrics;
+use tuneguard_records::Metric;
 
 /// What the guards see of the run after an optimizer step (and, with `eval`, after an
 /// evaluation at that step).
@@ -45,8 +46,8 @@ pub struct Observation<'a> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EvalObservation<'a> {
     pub metrics: &'a EvalMetrics,
-    /// The tracked metric's recipe name (`val_loss`, `val_perplexity`, `val_token_accuracy`).
-    pub metric: &'a str,
+    /// The tracked metric.
+    pub metric: Metric,
 }
 
 impl EvalObservation<'_> {
@@ -112,7 +113,7 @@ mod tests {
     use super::*;
 
     fn metrics(loss: f64) -> EvalMetrics {
-        EvalMetrics { loss, perplexity: loss.exp(), token_accuracy: 0.5, tokens: 10 }
+        EvalMetrics { loss, perplexity: loss.exp(), token_accuracy: 0.5, tokens: 10, extra: () }
     }
 
     /// (step, train loss, val loss per evaluation) through the three guards as the loop runs
@@ -133,7 +134,7 @@ mod tests {
             let mut observations = vec![obs];
             if let Some(m) = &m {
                 observations
-                    .push(Observation { eval: Some(EvalObservation { metrics: m, metric: "val_loss" }), ..obs });
+                    .push(Observation { eval: Some(EvalObservation { metrics: m, metric: Metric::ValLoss }), ..obs });
             }
             for obs in observations {
                 let v = observe_all(&mut [&mut watchdog, &mut es, &mut alarm], &obs);

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use crate::format::DataFormat;
 
 /// Where the record shape of a file came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ShapeSource {
-    /// Given (`LoadOptions::format`: a recipe's `data.format`, `audit --format`).
+    /// Given (tuneguard-data's `LoadOptions::format`: a recipe's `data.format`, `audit --format`).
     Given,
     /// Detected from the keys of the first object row, on this line ([`DataFormat::auto_detect`]).
     Detected(usize),
@@ -18,7 +18,7 @@ pub enum ShapeSource {
 /// The record shape a file was read with, and how many rows do not fit it. The shape is
 /// guessed from the first object row unless it is given, so a file whose first row has another
 /// shape than the rest rejects the rest ("missing field"); [`ShapeReport::warning`] says so.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ShapeReport {
     pub file: PathBuf,
     /// `None` when no shape was found.
