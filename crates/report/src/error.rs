@@ -10,10 +10,12 @@ pub enum ReportError {
     NotARun { path: PathBuf },
     #[error("cannot read {path}: {err}")]
     Read { path: PathBuf, err: std::io::Error },
-    /// A line of `metrics.jsonl` that is not a JSON object (1-based line number).
+    /// A line of `metrics.jsonl` that is not a JSON object, or holds a field of the wrong type
+    /// (1-based line number).
     #[error("{path}:{line}: malformed metrics line: {reason}")]
     MalformedLine { path: PathBuf, line: usize, reason: String },
-    /// A JSON document (`summary.json`, `audit.json`) that does not parse.
+    /// A JSON document (`summary.json`, `audit.json`) that does not parse, or a `summary.json`
+    /// field of the wrong type.
     #[error("{path}:{line}:{column}: malformed JSON: {reason}")]
     MalformedJson { path: PathBuf, line: usize, column: usize, reason: String },
     #[error("{path}: no steps were recorded, nothing to plot")]

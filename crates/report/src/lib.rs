@@ -1,5 +1,5 @@
 //! HTML report of a training run: reads the run folder `tuneguard train` writes (`metrics.jsonl`,
-//! `summary.json`, `config.toml`, optional `audit.json`) and renders one self-contained page with
+//! `summary.json` as tuneguard-records' types, `config.toml`, optional `audit.json`) and renders one self-contained page with
 //! the plots as inline SVG (plotters' SVG backend), no scripts, stylesheets or fonts fetched.
 use std::path::{Path, PathBuf};
 
@@ -21,8 +21,9 @@ use run::RunData;
 ///
 /// # Errors
 /// `NotADirectory`; `Read` for a file that exists but cannot be read; `MalformedLine` (file:line)
-/// for a `metrics.jsonl` line that is not a JSON object; `MalformedJson` for a bad `summary.json`
-/// or `audit.json`. Missing files and keys only leave sections out.
+/// for a `metrics.jsonl` line that is not a JSON object (or holds a field of the wrong type);
+/// `MalformedJson` for a bad `summary.json` or `audit.json`. Missing files and keys only leave
+/// sections out.
 pub fn render_run_report(run_dir: &Path) -> Result<String> {
     page::page(&RunData::read(run_dir)?)
 }

@@ -1,11 +1,12 @@
 //! The HTML page. maud escapes every interpolated string, so text from the run folder (config,
 //! messages, metric names) cannot inject markup; only plotters' SVG goes in pre-escaped.
 use maud::{html, Markup, PreEscaped, DOCTYPE};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use tuneguard_records::{EvalRecord, Metric, Partial, Summary, TokenizeStats};
 
 use crate::error::Result;
 use crate::plot::{self, Field};
-use crate::run::{num, RunData};
+use crate::run::RunData;
 
 const CSS: &str = "body{font-family:sans-serif;margin:2em auto;max-width:960px;color:#222}\
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd}\
@@ -15,21 +16,29 @@ figure{margin:1em 0}svg{max-width:100%;height:auto}pre{background:#f7f7f7;paddin
 .na{color:#888}.alarm{color:#b00}td{vertical-align:top}ul.examples{margin:0;padding-left:1.1em}\
 code{overflow-wrap:anywhere}.quiet{color:#555}";
 
-/// A JSON value as table text: integers plainly, floats to 4 decimals (scientific when tiny).
+/// A float as table text: 4 decimals, scientific when tiny.
+pub(crate) fn fmt_f64(x: f64) -> String {
+    if x != 0.0 && x.abs() < 1e-3 {
+        format!("{x:.3e}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+/// A JSON value as table text: integers plainly, floats as [`fmt_f64`].
 pub(crate) fn fmt_value(v: &Value) -> String {
     match v {
         Value::Null => "n/a".into(),
-        Value::Number(n) if n.is_f64() => {
-            let x = n.as_f64().unwrap_or(f64::NAN);
-            if x != 0.0 && x.abs() < 1e-3 {
-                format!("{x:.3e}")
-            } else {
-                format!("{x:.4}")
-            }
-        }
+        Value::Number(n) if n.is_f64() => fmt_f64(n.as_f64().unwrap_or(f64::NAN)),
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// Numeric and boolean fields of a record as `(dotted key, text)`, sorted by key, the keys this
+/// version does not know included (a record read as [`Partial`] keeps them).
+fn flatten_record(prefix: &str, record: &impl serde::Serialize, out: &mut Vec<(String, String)>) {
+    flatten(prefix, &serde_json::to_value(record).unwrap_or_default(), out);
 }
 
 /// Numeric and boolean leaves of `v` as `(dotted key, text)`, sorted by key (serde_json's map order).
@@ -66,7 +75,7 @@ fn kv_table(rows: &[(String, String)]) -> Markup {
 }
 
 /// `args` as one shell line: arguments with spaces or shell characters in single quotes.
-pub(crate) fn shell_join(args: &[Value]) -> String {
+pub(crate) fn shell_join(args: &[String]) -> String {
     let quote = |a: &str| {
         let plain = !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
         if plain {
@@ -75,156 +84,159 @@ pub(crate) fn shell_join(args: &[Value]) -> String {
             format!("'{}'", a.replace('\'', "'\\''"))
         }
     };
-    args.iter()
-        .map(|a| quote(a.as_str().map_or_else(|| a.to_string(), str::to_string).as_str()))
-        .collect::<Vec<_>>()
-        .join(" ")
+    args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
 }
 
 /// Where the run came from (the summary's `run` object, when present): start time, command
 /// line, tool version and model.
 fn run_info_rows(run: &RunData) -> Vec<(String, Option<String>)> {
     let Some(info) = run.run_info() else { return Vec::new() };
-    let text = |k: &str| info.get(k).and_then(Value::as_str).map(str::to_string);
-    let command = info.get("command_line").and_then(Value::as_array).map(|a| shell_join(a));
     [
-        ("started", text("started")),
-        ("command line", command),
-        ("tuneguard version", text("tool_version")),
-        ("model", text("model_path")),
-        ("model sha256", text("model_sha256")),
+        ("started", &info.started),
+        ("command line", &shell_join(&info.command_line)),
+        ("tuneguard version", &info.tool_version),
+        ("model", &info.model_path),
+        ("model sha256", &info.model_sha256),
     ]
     .into_iter()
-    .filter(|(_, v)| v.is_some())
-    .map(|(k, v)| (k.to_string(), v))
+    .map(|(k, v)| (k.to_string(), Some(v.clone())))
     .collect()
 }
 
 /// Steps, time, throughput, losses, best step and stop reason.
 fn summary_rows(run: &RunData) -> Vec<(String, Option<String>)> {
     let s = &run.summary;
-    let get = |k: &str| s.get(k).filter(|v| !v.is_null()).map(fmt_value);
-    let steps = get("steps").or_else(|| run.train.last().map(|p| p.step.to_string())).map(|steps| {
+    let count = |v: Option<u64>| v.map(|v| v.to_string());
+    let steps = count(s.steps).or_else(|| run.train.last().map(|p| p.step.to_string())).map(|steps| {
         match run.total_steps().map(|t| t.to_string()) {
             Some(total) if total != steps => format!("{steps} of {total} planned"),
             _ => steps,
         }
     });
     let es = run.early_stopping();
-    let metric = es.and_then(|e| e.get("metric")).and_then(Value::as_str).unwrap_or("val_loss");
+    let metric = es.and_then(|e| e.metric).unwrap_or(Metric::ValLoss);
     let best = run.best().map(|(step, v)| match v {
         Some(v) => format!("step {step}: {metric} {v:.4}"),
         None => format!("step {step}"),
     });
-    let stop = es.and_then(|e| e.get("stop_reason")).and_then(Value::as_str).map(str::to_string).or_else(|| {
-        let enabled = es.and_then(|e| e.get("enabled")).and_then(Value::as_bool);
+    let stop = es.and_then(|e| e.stop_reason.clone()).or_else(|| {
+        let enabled = es.and_then(|e| e.enabled);
         (enabled == Some(true) && run.stop_step().is_none()).then(|| "not stopped early (ran all steps)".to_string())
     });
     let mut rows = run_info_rows(run);
     rows.extend([
         ("steps".into(), steps),
-        ("time".into(), num(s.get("seconds")).map(duration)),
-        ("tokens/s".into(), num(s.get("tokens_per_s")).map(|v| format!("{v:.1}"))),
-        ("trainable parameters".into(), get("trainable_parameters")),
-        ("validation loss, base model".into(), get("val_loss_base")),
-        ("validation loss, final".into(), get("val_loss_final")),
-        ("training loss, final".into(), get("final_train_loss")),
+        ("time".into(), s.seconds.map(duration)),
+        ("tokens/s".into(), s.tokens_per_s.map(|v| format!("{v:.1}"))),
+        ("trainable parameters".into(), s.trainable_parameters.map(|n| n.to_string())),
+        ("validation loss, base model".into(), s.val_loss_base.map(fmt_f64)),
+        ("validation loss, final".into(), s.val_loss_final.map(fmt_f64)),
+        ("training loss, final".into(), s.final_train_loss.map(fmt_f64)),
         ("best step".into(), best),
         ("stop reason".into(), stop),
     ]);
-    if let Some(from) = get("resumed_from_step") {
+    if let Some(from) = count(s.resumed_from_step) {
         rows.push(("resumed from step".into(), Some(from)));
     }
     rows
 }
 
-/// The counts of the summary's `data` object in the order the pipeline makes them, with labels.
-const DATA_ROWS: [(&str, &str); 17] = [
-    ("rows_read", "rows read"),
-    ("rejected", "rejected by the loader (rejected.jsonl)"),
-    ("quarantined", "quarantined by the audit (quarantine.jsonl)"),
-    ("audit_warned", "kept with audit warnings"),
-    ("train_examples", "training examples"),
-    ("val_examples", "validation examples"),
-    ("val_source", "validation examples from"),
-    ("leaked_exact", "validation examples removed: exact copies of training examples"),
-    ("leaked_near", "validation examples removed: near copies of training examples"),
-    ("unused", "training examples left out (data.max_train_examples)"),
-    ("cut_before_tokenizing", "rows cut before tokenizing (more text than max_len tokens hold)"),
-    ("truncated", "training examples truncated to max_len"),
-    ("dropped", "training examples dropped at tokenization"),
-    ("val_truncated", "validation examples truncated to max_len"),
-    ("val_dropped", "validation examples dropped at tokenization"),
-    ("augmented", "augmented copies added to training"),
-    ("augmentation", "augmentation"),
-];
-
-/// Keys of the data summary shown elsewhere (the audit section, the tokenization table) or not
-/// counts (lists of leaks and record shapes).
-const DATA_ELSEWHERE: [&str; 5] = ["audit_findings", "leaks", "shapes", "tokenize", "val_tokenize"];
-
-/// The rows of the tokenization table: a key of `tokenize` / `val_tokenize` and its label.
-const TOKENIZE_ROWS: [(&str, &str); 7] = [
-    ("examples", "examples"),
-    ("kept", "kept"),
-    ("truncated", "truncated to max_len"),
-    ("dropped_too_long", "dropped: too long"),
-    ("dropped_no_supervised", "dropped: nothing supervised"),
-    ("tokens", "tokens"),
-    ("supervised_tokens", "supervised tokens"),
-];
-
 /// The data summary as (label, value): the known counts in pipeline order, then every other
-/// numeric key (a count added later) under its dotted key. Older summaries kept the counts at
-/// the top level; they are listed by key.
-fn data_rows(summary: &Map<String, Value>) -> Vec<(String, String)> {
-    let mut rows = Vec::new();
-    let Some(data) = summary.get("data").and_then(Value::as_object) else {
-        for key in ["train_examples", "val_examples", "rejected_rows", "tokenize", "val_tokenize"] {
-            if let Some(v) = summary.get(key) {
-                flatten(key, v, &mut rows);
+/// numeric key (a count added later) under its dotted key. Lists (leaks, record shapes, audit
+/// findings) and the tokenization counts are shown elsewhere or not at all. Older summaries kept
+/// the counts at the top level; they are listed by key.
+fn data_rows(summary: &Summary<Partial>) -> Vec<(String, String)> {
+    let count = |v: Option<usize>| v.map(|v| v.to_string());
+    let Some(d) = &summary.data else {
+        let top = [
+            ("train_examples", summary.train_examples),
+            ("val_examples", summary.val_examples),
+            ("rejected_rows", summary.rejected_rows),
+        ];
+        let mut rows: Vec<(String, String)> =
+            top.into_iter().filter_map(|(key, v)| count(v).map(|v| (key.to_string(), v))).collect();
+        for (key, t) in [("tokenize", &summary.legacy_tokenize), ("val_tokenize", &summary.legacy_val_tokenize)] {
+            if let Some(t) = t {
+                flatten_record(key, t, &mut rows);
             }
         }
         return rows;
     };
-    for (key, label) in DATA_ROWS {
-        if let Some(v @ (Value::Number(_) | Value::Bool(_) | Value::String(_))) = data.get(key) {
-            rows.push((label.into(), fmt_value(v)));
-        }
+    let known = [
+        ("rows read", count(d.rows_read)),
+        ("rejected by the loader (rejected.jsonl)", count(d.rejected)),
+        ("quarantined by the audit (quarantine.jsonl)", count(d.quarantined)),
+        ("kept with audit warnings", count(d.audit_warned)),
+        ("training examples", count(d.train_examples)),
+        ("validation examples", count(d.val_examples)),
+        ("validation examples from", d.val_source.clone()),
+        ("validation examples removed: exact copies of training examples", count(d.leaked_exact)),
+        ("validation examples removed: near copies of training examples", count(d.leaked_near)),
+        ("training examples left out (data.max_train_examples)", count(d.unused)),
+        ("rows cut before tokenizing (more text than max_len tokens hold)", count(d.cut_before_tokenizing)),
+        ("training examples truncated to max_len", count(d.truncated)),
+        ("training examples dropped at tokenization", count(d.dropped)),
+        ("validation examples truncated to max_len", count(d.val_truncated)),
+        ("validation examples dropped at tokenization", count(d.val_dropped)),
+        ("augmented copies added to training", count(d.augmented)),
+        ("augmentation", d.augmentation.clone()),
+    ];
+    let mut rows: Vec<(String, String)> =
+        known.into_iter().filter_map(|(label, v)| v.map(|v| (label.to_string(), v))).collect();
+    for (key, v) in &d.extra {
+        flatten(key, v, &mut rows);
     }
-    let mut rest = Vec::new();
-    for (key, v) in data {
-        if !DATA_ROWS.iter().any(|(k, _)| k == key) && !DATA_ELSEWHERE.contains(&key.as_str()) {
-            flatten(key, v, &mut rest);
-        }
-    }
-    rows.extend(rest);
     rows
+}
+
+/// The rows of the tokenization table that come first, in pipeline order (see [`tokenize_counts`]).
+const TOKENIZE_LABELS: [&str; 7] = [
+    "examples",
+    "kept",
+    "truncated to max_len",
+    "dropped: too long",
+    "dropped: nothing supervised",
+    "tokens",
+    "supervised tokens",
+];
+
+/// The counts of [`TOKENIZE_LABELS`].
+fn tokenize_counts(t: &TokenizeStats<Partial>) -> [Option<usize>; 7] {
+    [t.examples, t.kept, t.truncated, t.dropped_too_long, t.dropped_no_supervised, t.tokens, t.supervised_tokens]
+}
+
+/// The counts of `t` not in [`TOKENIZE_LABELS`], by key: those added later, and the keys this
+/// version does not know.
+fn tokenize_other(t: &TokenizeStats<Partial>) -> Vec<(String, Option<String>)> {
+    let mut out = vec![("dropped_template_error".to_string(), t.dropped_template_error.map(|n| n.to_string()))];
+    out.extend(t.extra.iter().map(|(k, v)| (k.clone(), v.is_number().then(|| fmt_value(v)))));
+    out
 }
 
 /// The tokenization of the training and validation examples side by side (`tokenize` and
 /// `val_tokenize` of the data summary), known rows first, then any other numeric key.
-fn tokenize_table(summary: &Map<String, Value>) -> Option<Markup> {
-    let data = summary.get("data")?;
-    let (train, val) =
-        (data.get("tokenize").and_then(Value::as_object), data.get("val_tokenize").and_then(Value::as_object));
+fn tokenize_table(summary: &Summary<Partial>) -> Option<Markup> {
+    let data = summary.data.as_ref()?;
+    let (train, val) = (data.tokenize.as_ref(), data.val_tokenize.as_ref());
     if train.is_none() && val.is_none() {
         return None;
     }
-    let mut keys: Vec<(String, String)> = TOKENIZE_ROWS.iter().map(|(k, l)| (k.to_string(), l.to_string())).collect();
-    let mut extra: Vec<&String> = train.iter().chain(val.iter()).flat_map(|o| o.keys()).collect();
-    extra.sort();
-    extra.dedup();
-    keys.extend(
-        extra.into_iter().filter(|k| !TOKENIZE_ROWS.iter().any(|(t, _)| t == *k)).map(|k| (k.clone(), k.clone())),
-    );
-    let cell =
-        |o: Option<&Map<String, Value>>, k: &str| o.and_then(|o| o.get(k)).filter(|v| v.is_number()).map(fmt_value);
-    let rows: Vec<(String, Option<String>, Option<String>)> = keys
-        .into_iter()
-        .map(|(k, label)| (label, cell(train, &k), cell(val, &k)))
-        .filter(|(_, t, v)| t.is_some() || v.is_some())
+    let count =
+        |t: Option<&TokenizeStats<Partial>>, i: usize| t.and_then(|t| tokenize_counts(t)[i]).map(|n| n.to_string());
+    let mut rows: Vec<(String, Option<String>, Option<String>)> = TOKENIZE_LABELS
+        .iter()
+        .enumerate()
+        .map(|(i, label)| (label.to_string(), count(train, i), count(val, i)))
         .collect();
+    let (train_other, val_other) = (train.map(tokenize_other), val.map(tokenize_other));
+    let mut keys: Vec<&String> = train_other.iter().chain(val_other.iter()).flatten().map(|(k, _)| k).collect();
+    keys.sort();
+    keys.dedup();
+    let cell = |o: &Option<Vec<(String, Option<String>)>>, key: &String| {
+        o.as_ref().and_then(|o| o.iter().find(|(k, _)| k == key)).and_then(|(_, v)| v.clone())
+    };
+    rows.extend(keys.into_iter().map(|k| (k.clone(), cell(&train_other, k), cell(&val_other, k))));
+    rows.retain(|(_, t, v)| t.is_some() || v.is_some());
     let value = |v: &Option<String>| html! { @if let Some(v) = v { (v) } @else { (na()) } };
     Some(html! {
         table {
@@ -236,53 +248,73 @@ fn tokenize_table(summary: &Map<String, Value>) -> Option<Markup> {
 
 /// Alarm lines: the summary's `alarms`, else the evaluations flagged `overfitting_alarm`.
 fn alarm_lines(run: &RunData) -> Vec<String> {
-    if let Some(alarms) = run.summary.get("alarms").and_then(Value::as_array) {
+    if let Some(alarms) = &run.summary.alarms {
         return alarms
             .iter()
             .map(|a| {
-                let step = a.get("step").map(fmt_value).unwrap_or_else(|| "n/a".into());
-                let kind = a.get("kind").and_then(Value::as_str).unwrap_or("alarm");
-                let msg = a.get("message").and_then(Value::as_str).unwrap_or("");
+                let step = a.step.map_or_else(|| "n/a".into(), |s| s.to_string());
+                let kind = a.kind.as_deref().unwrap_or("alarm");
+                let msg = a.message.as_deref().unwrap_or("");
                 format!("step {step}, {kind}: {msg}")
             })
             .collect();
     }
-    let flagged = run.evals.iter().filter(|e| e.raw.get("overfitting_alarm").and_then(Value::as_bool) == Some(true));
+    let flagged = run.evals.iter().filter(|e| e.line.overfitting_alarm == Some(true));
     flagged
         .map(|e| {
-            let gap = e.raw.get("gap").map(fmt_value).unwrap_or_else(|| "n/a".into());
+            let gap = e.line.gap.flatten().map_or_else(|| "n/a".into(), fmt_f64);
             format!("step {}, overfitting: validation minus training loss gap {gap}", e.step)
         })
         .collect()
 }
 
-const EVAL_COLUMNS: [&str; 8] = [
-    "step",
-    "val_loss",
-    "val_perplexity",
-    "val_token_accuracy",
-    "train_loss_smoothed",
-    "gap",
-    "is_best",
-    "overfitting_alarm",
-];
+/// The columns of the evaluations table that come first, in this order; the others follow by
+/// name.
+const EVAL_COLUMNS: usize = 8;
+
+/// The cells of an eval line by column (`None` where the line lacks the field): the first
+/// [`EVAL_COLUMNS`] in table order, then the others (those added later, and the keys this version
+/// does not know). `n/a` is a null in the line.
+fn eval_cells(e: &EvalRecord<Partial>) -> Vec<(String, Option<String>)> {
+    let float = |v: Option<f64>| v.map(fmt_f64);
+    let nullable = |v: Option<Option<f64>>| v.map(|x| x.map_or_else(|| "n/a".into(), fmt_f64));
+    let flag = |v: Option<bool>| v.map(|b| b.to_string());
+    let mut cells: Vec<(String, Option<String>)> = [
+        ("step", e.step.map(|s| s.to_string())),
+        ("val_loss", float(e.val_loss)),
+        ("val_perplexity", float(e.val_perplexity)),
+        ("val_token_accuracy", float(e.val_token_accuracy)),
+        ("train_loss_smoothed", nullable(e.train_loss_smoothed)),
+        ("gap", nullable(e.gap)),
+        ("is_best", flag(e.is_best)),
+        ("overfitting_alarm", flag(e.overfitting_alarm)),
+        ("val_tokens", e.val_tokens.map(|n| n.to_string())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    cells.extend(e.extra.iter().map(|(k, v)| (k.clone(), Some(fmt_value(v)))));
+    cells
+}
 
 fn evals_table(run: &RunData) -> Markup {
-    let mut cols: Vec<String> = EVAL_COLUMNS
-        .iter()
-        .filter(|c| run.evals.iter().any(|e| e.raw.contains_key(**c)))
-        .map(|c| c.to_string())
-        .collect();
+    let lines: Vec<Vec<(String, Option<String>)>> = run.evals.iter().map(|e| eval_cells(&e.line)).collect();
+    let present = |col: &str| lines.iter().any(|l| l.iter().any(|(k, v)| k == col && v.is_some()));
+    let names = lines.first().map(|l| l.iter().take(EVAL_COLUMNS).map(|(k, _)| k.clone()).collect::<Vec<_>>());
+    let mut cols: Vec<String> = names.unwrap_or_default().into_iter().filter(|c| present(c)).collect();
     let mut extra: Vec<String> =
-        run.evals.iter().flat_map(|e| e.raw.keys()).filter(|k| *k != "kind").cloned().collect();
+        lines.iter().flat_map(|l| l.iter().skip(EVAL_COLUMNS).map(|(k, _)| k.clone())).collect();
     extra.sort();
     extra.dedup();
-    cols.extend(extra.into_iter().filter(|k| !EVAL_COLUMNS.contains(&k.as_str())));
+    cols.extend(extra.into_iter().filter(|c| present(c)));
+    let cell = |l: &[(String, Option<String>)], c: &str| {
+        l.iter().find(|(k, _)| k == c).and_then(|(_, v)| v.clone()).unwrap_or_else(|| "n/a".into())
+    };
     html! {
         table {
             tr { @for c in &cols { th { (c) } } }
-            @for e in &run.evals {
-                tr { @for c in &cols { td.num { (e.raw.get(c).map(fmt_value).unwrap_or_else(|| "n/a".into())) } } }
+            @for l in &lines {
+                tr { @for c in &cols { td.num { (cell(l, c)) } } }
             }
         }
     }
@@ -305,6 +337,11 @@ fn charts(run: &RunData) -> Result<Markup> {
     let lr = chart_figure(&plot::field_chart(run, "Learning rate", "learning rate", Field::Lr))?;
     let tps = chart_figure(&plot::field_chart(run, "Throughput", "tokens/s", Field::TokensPerS))?;
     Ok(html! { h2 { "Training curves" } (loss) (lr) (tps) })
+}
+
+/// A finite number of a JSON value.
+fn num(v: Option<&Value>) -> Option<f64> {
+    v.and_then(Value::as_f64).filter(|x| x.is_finite())
 }
 
 /// Examples listed per check that fired.
@@ -394,8 +431,8 @@ pub(crate) fn page(run: &RunData) -> Result<String> {
     let charts = charts(run)?;
     let data = data_rows(&run.summary);
     let mut finals = Vec::new();
-    if let Some(f) = run.summary.get("final") {
-        flatten("", f, &mut finals);
+    if let Some(f) = &run.summary.final_metrics {
+        flatten_record("", f, &mut finals);
     }
     let alarms = alarm_lines(run);
     let markup = html! {
@@ -469,11 +506,11 @@ mod tests {
         // Known counts in pipeline order with their labels, then other numeric keys by name.
         let new =
             json!({"data": {"rows_read": 10, "rejected": 1, "custom_count": 3, "note": "x"}, "train_examples": 9});
-        let rows = data_rows(new.as_object().expect("object"));
+        let rows = data_rows(&serde_json::from_value(new).expect("summary"));
         let want = [("rows read", "10"), ("rejected by the loader (rejected.jsonl)", "1"), ("custom_count", "3")];
         assert_eq!(rows, want.map(|(k, v)| (k.to_string(), v.to_string())));
         let old = json!({"train_examples": 145, "tokenize": {"kept": 145}, "steps": 38});
-        let rows = data_rows(old.as_object().expect("object"));
+        let rows = data_rows(&serde_json::from_value(old).expect("summary"));
         let want = [("train_examples", "145"), ("tokenize.kept", "145")];
         assert_eq!(rows, want.map(|(k, v)| (k.to_string(), v.to_string())));
     }

@@ -1,8 +1,12 @@
-//! Reading a run folder written by `tuneguard train`. Every field is optional: a missing file or key
-//! leaves a section out, but a file that exists and does not parse is an error naming it.
+//! Reading a run folder written by `tuneguard train`, into tuneguard-records' types as
+//! [`Partial`] records. Every field is optional: a missing file or key leaves a section out, but a
+//! file that exists and does not parse (or holds a field of the wrong type) is an error naming it.
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+use tuneguard_records::{
+    EarlyStoppingSummary, EvalRecord, MetricsLine, Partial, RunRecord, Summary, METRICS_FILE, SUMMARY_FILE,
+};
 
 use crate::error::{ReportError, Result};
 
@@ -17,13 +21,13 @@ pub(crate) struct TrainPoint {
     pub tokens_per_s: Option<f64>,
 }
 
-/// One `"kind":"eval"` line; `raw` keeps every field for the evaluations table.
+/// One `"kind":"eval"` line; `line` keeps every field for the evaluations table.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct EvalPoint {
     pub step: f64,
     pub val_loss: Option<f64>,
     pub is_best: bool,
-    pub raw: Map<String, Value>,
+    pub line: EvalRecord<Partial>,
 }
 
 /// A vertical marker on the loss chart.
@@ -41,7 +45,7 @@ pub(crate) struct RunData {
     pub metrics_found: bool,
     pub train: Vec<TrainPoint>,
     pub evals: Vec<EvalPoint>,
-    pub summary: Map<String, Value>,
+    pub summary: Summary<Partial>,
     pub config: Option<String>,
     /// `train.loss_ema` of `config.toml` (the smoothing of the training loss).
     pub loss_ema: Option<f64>,
@@ -50,14 +54,27 @@ pub(crate) struct RunData {
 
 /// The files that make a folder a run folder: a report of a folder with none of them would say
 /// nothing.
-pub(crate) const RUN_FILES: [&str; 3] = ["metrics.jsonl", "summary.json", "config.toml"];
+pub(crate) const RUN_FILES: [&str; 3] = [METRICS_FILE, SUMMARY_FILE, CONFIG_FILE];
+
+const CONFIG_FILE: &str = "config.toml";
+
+/// The keys of `config.toml` the report reads (the rest of the recipe is shown as text).
+#[derive(serde::Deserialize)]
+struct ConfigKeys {
+    train: Option<TrainKeys>,
+}
+
+#[derive(serde::Deserialize)]
+struct TrainKeys {
+    /// Integers read as floats.
+    loss_ema: Option<f64>,
+}
 
 /// `train.loss_ema` of a `config.toml` text; `None` when absent or when the text does not parse
 /// (the config is shown as it is either way).
 fn loss_ema(config: &str) -> Option<f64> {
-    let table = config.parse::<toml::Table>().ok()?;
-    let beta = table.get("train")?.get("loss_ema")?;
-    beta.as_float().or_else(|| beta.as_integer().map(|i| i as f64)).filter(|b| (0.0..1.0).contains(b))
+    let keys: ConfigKeys = toml::from_str(config).ok()?;
+    keys.train?.loss_ema.filter(|b| (0.0..1.0).contains(b))
 }
 
 /// Reads a file, `None` when it does not exist.
@@ -69,21 +86,31 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
     }
 }
 
-fn parse_json(path: &Path, text: &str) -> Result<Value> {
-    serde_json::from_str(text).map_err(|e| ReportError::MalformedJson {
-        path: path.to_path_buf(),
-        line: e.line(),
-        column: e.column(),
-        reason: e.to_string(),
-    })
+fn malformed_json(path: &Path, e: &serde_json::Error) -> ReportError {
+    ReportError::MalformedJson { path: path.to_path_buf(), line: e.line(), column: e.column(), reason: e.to_string() }
 }
 
-pub(crate) fn num(v: Option<&Value>) -> Option<f64> {
-    v.and_then(Value::as_f64).filter(|x| x.is_finite())
+fn parse_json(path: &Path, text: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| malformed_json(path, &e))
+}
+
+/// Parses `summary.json`; a document that is not an object reads as an empty summary.
+fn parse_summary(path: &Path, text: &str) -> Result<Summary<Partial>> {
+    if !parse_json(path, text)?.is_object() {
+        return Ok(Summary::default());
+    }
+    serde_json::from_str(text).map_err(|e| malformed_json(path, &e))
+}
+
+/// A learning rate as the decimal `metrics.jsonl` holds: the writer prints the f32's shortest
+/// decimal, and the chart plots that number, not the f32's binary value widened.
+fn lr_as_written(lr: f32) -> f64 {
+    lr.to_string().parse().unwrap_or(f64::from(lr))
 }
 
 /// Parses `metrics.jsonl`: blank lines and unknown kinds are skipped, lines without a step are
-/// skipped (nothing to place them at), a line that is not a JSON object is an error.
+/// skipped (nothing to place them at), a line that is not a JSON object (or holds a field of the
+/// wrong type) is an error.
 pub(crate) fn parse_metrics(path: &Path, text: &str) -> Result<(Vec<TrainPoint>, Vec<EvalPoint>)> {
     let (mut train, mut evals) = (Vec::new(), Vec::new());
     for (i, line) in text.lines().enumerate() {
@@ -91,26 +118,27 @@ pub(crate) fn parse_metrics(path: &Path, text: &str) -> Result<(Vec<TrainPoint>,
             continue;
         }
         let bad = |reason: String| ReportError::MalformedLine { path: path.to_path_buf(), line: i + 1, reason };
-        let obj = match serde_json::from_str::<Value>(line).map_err(|e| bad(e.to_string()))? {
-            Value::Object(o) => o,
-            other => return Err(bad(format!("expected a JSON object, found {other}"))),
-        };
-        let Some(step) = num(obj.get("step")) else { continue };
-        match obj.get("kind").and_then(Value::as_str).unwrap_or("train") {
-            "train" => train.push(TrainPoint {
-                step,
-                total_steps: num(obj.get("total_steps")),
-                loss: num(obj.get("loss")),
-                lr: num(obj.get("lr")),
-                tokens_per_s: num(obj.get("tokens_per_s")),
-            }),
-            "eval" => evals.push(EvalPoint {
-                step,
-                val_loss: num(obj.get("val_loss")),
-                is_best: obj.get("is_best").and_then(Value::as_bool).unwrap_or(false),
-                raw: obj,
-            }),
-            _ => {}
+        match MetricsLine::parse(line).map_err(|e| bad(e.to_string()))? {
+            Some(MetricsLine::Train(m)) => {
+                let Some(step) = m.step else { continue };
+                train.push(TrainPoint {
+                    step: step as f64,
+                    total_steps: m.total_steps.map(|t| t as f64),
+                    loss: m.loss,
+                    lr: m.lr.map(lr_as_written),
+                    tokens_per_s: m.tokens_per_s,
+                });
+            }
+            Some(MetricsLine::Eval(e)) => {
+                let Some(step) = e.step else { continue };
+                evals.push(EvalPoint {
+                    step: step as f64,
+                    val_loss: e.val_loss,
+                    is_best: e.is_best.unwrap_or(false),
+                    line: e,
+                });
+            }
+            None => {}
         }
     }
     Ok((keep_last_per_step(train, |p| p.step), keep_last_per_step(evals, |e| e.step)))
@@ -135,21 +163,18 @@ impl RunData {
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| dir.display().to_string());
-        let metrics_path = dir.join("metrics.jsonl");
+        let metrics_path = dir.join(METRICS_FILE);
         let metrics = read_optional(&metrics_path)?;
         let (train, evals) = match &metrics {
             Some(text) => parse_metrics(&metrics_path, text)?,
             None => (Vec::new(), Vec::new()),
         };
-        let summary_path = dir.join("summary.json");
+        let summary_path = dir.join(SUMMARY_FILE);
         let summary = match read_optional(&summary_path)? {
-            Some(text) => match parse_json(&summary_path, &text)? {
-                Value::Object(o) => o,
-                _ => Map::new(),
-            },
-            None => Map::new(),
+            Some(text) => parse_summary(&summary_path, &text)?,
+            None => Summary::default(),
         };
-        let config = read_optional(&dir.join("config.toml"))?;
+        let config = read_optional(&dir.join(CONFIG_FILE))?;
         let loss_ema = config.as_deref().and_then(loss_ema);
         let audit_path = dir.join("audit.json");
         let audit = read_optional(&audit_path)?.map(|t| parse_json(&audit_path, &t)).transpose()?;
@@ -200,14 +225,13 @@ impl RunData {
                 .collect();
             return (format!("training loss, smoothed (EMA {beta})"), pts);
         }
-        let pts =
-            self.evals.iter().filter_map(|e| num(e.raw.get("train_loss_smoothed")).map(|v| (e.step, v))).collect();
+        let pts = self.evals.iter().filter_map(|e| e.line.train_loss_smoothed.flatten().map(|v| (e.step, v))).collect();
         ("training loss, smoothed".into(), pts)
     }
 
     /// The summary's `run` object (tool version, start time, command line, model), if any.
-    pub fn run_info(&self) -> Option<&Map<String, Value>> {
-        self.summary.get("run").and_then(Value::as_object)
+    pub fn run_info(&self) -> Option<&RunRecord> {
+        self.summary.run.as_ref()
     }
 
     /// Whether `metrics.jsonl` recorded any step.
@@ -216,15 +240,15 @@ impl RunData {
     }
 
     /// The `early_stopping` object of the summary, if any.
-    pub fn early_stopping(&self) -> Option<&Map<String, Value>> {
-        self.summary.get("early_stopping").and_then(Value::as_object)
+    pub fn early_stopping(&self) -> Option<&EarlyStoppingSummary<Partial>> {
+        self.summary.early_stopping.as_ref()
     }
 
     /// Best step and value: the summary's `early_stopping.best_step`, else the last eval marked
     /// `is_best`, else the eval with the lowest validation loss.
     pub fn best(&self) -> Option<(f64, Option<f64>)> {
-        if let Some(step) = self.early_stopping().and_then(|es| num(es.get("best_step"))) {
-            let value = self.early_stopping().and_then(|es| num(es.get("best_value")));
+        if let Some(step) = self.early_stopping().and_then(|es| es.best_step).map(|s| s as f64) {
+            let value = self.early_stopping().and_then(|es| es.best_value);
             let value = value.or_else(|| self.evals.iter().find(|e| e.step == step).and_then(|e| e.val_loss));
             return Some((step, value));
         }
@@ -242,13 +266,13 @@ impl RunData {
     /// before training) at step 0; without eval lines, `val_loss_final` at the last step.
     pub fn val_points(&self) -> Vec<(f64, f64)> {
         let mut pts: Vec<(f64, f64)> = self.evals.iter().filter_map(|e| e.val_loss.map(|v| (e.step, v))).collect();
-        if let Some(base) = num(self.summary.get("val_loss_base")) {
+        if let Some(base) = self.summary.val_loss_base {
             if pts.first().is_none_or(|p| p.0 > 0.0) {
                 pts.insert(0, (0.0, base));
             }
         }
-        let last = num(self.summary.get("steps")).or_else(|| self.train.last().map(|p| p.step));
-        if let (true, Some(v), Some(step)) = (self.evals.is_empty(), num(self.summary.get("val_loss_final")), last) {
+        let last = self.summary.steps.map(|s| s as f64).or_else(|| self.train.last().map(|p| p.step));
+        if let (true, Some(v), Some(step)) = (self.evals.is_empty(), self.summary.val_loss_final, last) {
             pts.push((step, v));
         }
         pts
@@ -256,7 +280,9 @@ impl RunData {
 
     /// Planned steps: the summary's `total_steps`, else the metrics lines'.
     pub fn total_steps(&self) -> Option<f64> {
-        num(self.summary.get("total_steps"))
+        self.summary
+            .total_steps
+            .map(|t| t as f64)
             .or_else(|| self.train.iter().filter_map(|p| p.total_steps).reduce(f64::max))
     }
 
@@ -265,11 +291,11 @@ impl RunData {
     /// planned steps, or, with those unknown, when the reason is not "completed ...".
     pub fn stop_step(&self) -> Option<f64> {
         let es = self.early_stopping()?;
-        let step = num(es.get("stopped_step"))?;
+        let step = es.stopped_step? as f64;
         match self.total_steps() {
             Some(total) => (step < total).then_some(step),
             None => {
-                let reason = es.get("stop_reason").and_then(Value::as_str).unwrap_or("");
+                let reason = es.stop_reason.as_deref().unwrap_or("");
                 (!reason.starts_with("completed")).then_some(step)
             }
         }
@@ -347,9 +373,9 @@ mod tests {
     fn run_with(summary: Value, evals: &[(f64, f64, bool)]) -> RunData {
         let evals = evals
             .iter()
-            .map(|&(step, v, is_best)| EvalPoint { step, val_loss: Some(v), is_best, raw: Map::new() })
+            .map(|&(step, v, is_best)| EvalPoint { step, val_loss: Some(v), is_best, line: EvalRecord::default() })
             .collect();
-        RunData { summary: summary.as_object().cloned().unwrap_or_default(), evals, ..RunData::default() }
+        RunData { summary: serde_json::from_value(summary).expect("summary"), evals, ..RunData::default() }
     }
 
     #[test]

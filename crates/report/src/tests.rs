@@ -252,7 +252,7 @@ fn summary_shows_where_the_run_came_from_when_the_summary_says() {
 }
 
 fn shell_join_of(args: &[&str]) -> String {
-    crate::page::shell_join(&args.iter().map(|a| serde_json::Value::from(*a)).collect::<Vec<_>>())
+    crate::page::shell_join(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
 }
 
 #[test]
@@ -336,7 +336,7 @@ fn smoothed_training_loss_is_the_ema_train_logged_and_is_drawn_over_the_raw_loss
     assert_eq!(smoothed.len(), 6);
     // At the evaluations, train logged the same smoothing as `train_loss_smoothed`.
     for e in run.evals.iter().filter(|e| e.step > 0.0) {
-        let logged = e.raw["train_loss_smoothed"].as_f64().expect("logged");
+        let logged = e.line.train_loss_smoothed.flatten().expect("logged");
         let at = smoothed.iter().find(|p| p.0 == e.step).expect("a point at the eval step").1;
         assert!((at - logged).abs() < 1e-12, "step {}: {at} vs {logged}", e.step);
     }
