@@ -2,9 +2,9 @@
 //! chat examples under varied system prompts, so the adapter learns the task rather than one
 //! exact prompt prefix (the "system prompt diversity" used e.g. in Orca, Mukherjee et al. 2023).
 //! Copies are made only from training examples, after the validation split, so they cannot leak.
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
 use tuneguard_model::chat::ChatMessage;
 
 use crate::record::Example;
@@ -41,7 +41,7 @@ pub fn system_prompt_variants(
     for (i, ex) in examples.iter().enumerate() {
         let Example::Chat(messages) = ex else { continue };
         let mut order: Vec<usize> = (0..pool.len()).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        order.shuffle(&mut ChaCha12Rng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
         for c in 0..copies {
             let prompt = pool[order[c % order.len()]];
             let mut m = messages.clone();

@@ -8,15 +8,16 @@
 //! of 1 stays in train); seats it cannot take go, in the same order, to strata with room. A
 //! small stratum whose quota rounds down gets no validation example.
 //!
-//! Members are drawn by shuffling with `rand`'s `StdRng` seeded from `seed`, the generator the
-//! rest of the project uses: the split is reproducible for a seed and a `Cargo.lock`.
+//! Members are drawn by shuffling with ChaCha12 (`rand_chacha::ChaCha12Rng`, the generator
+//! `rand` 0.9's `StdRng` is, named so that a `rand` upgrade cannot change it) seeded from `seed`:
+//! the split is reproducible for a seed.
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
 use serde_json::Value;
 
 use crate::csv_records::{CsvItem, CsvRecords};
@@ -73,7 +74,7 @@ pub fn split_indices(
     strata: Option<&[Option<String>]>,
 ) -> Result<(Vec<usize>, Vec<usize>), SplitError> {
     let k = val_count(n, size)?;
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = ChaCha12Rng::seed_from_u64(seed);
     let mut val = match strata {
         None => {
             let mut all: Vec<usize> = (0..n).collect();
@@ -112,7 +113,7 @@ fn stratified(
     n: usize,
     k: usize,
     size: ValSize,
-    rng: &mut StdRng,
+    rng: &mut ChaCha12Rng,
 ) -> Result<Vec<usize>, SplitError> {
     if labels.len() != n {
         return Err(SplitError::StrataLength { labels: labels.len(), n });

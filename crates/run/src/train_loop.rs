@@ -6,9 +6,9 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
 use serde::{Deserialize, Serialize};
 use tuneguard_data::tokenize::TokenizedExample;
 use tuneguard_model::llama::Llama;
@@ -121,7 +121,7 @@ fn next_rows(st: &mut LoopState, n_rows: usize, per_step: usize, seed: u64) -> V
     while picked.len() < per_step {
         if st.order.is_empty() {
             st.order = (0..n_rows).collect();
-            st.order.shuffle(&mut StdRng::seed_from_u64(seed.wrapping_add(1 + st.epoch)));
+            st.order.shuffle(&mut ChaCha12Rng::seed_from_u64(seed.wrapping_add(1 + st.epoch)));
             st.order.reverse(); // popped from the back, so consumed in shuffled order
             st.epoch += 1;
         }

@@ -1,8 +1,8 @@
 //! Fresh LoRA weights as PEFT initializes them (`init_lora_weights=True`): A Kaiming-uniform
 //! with a = √5, i.e. U(−1/√in, 1/√in) (PyTorch's `nn.Linear` default), B zero, so the adapted
 //! model starts equal to the base model; scale = alpha / r.
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 use tuneguard_model::linear::LoraWeights;
 use tuneguard_model::llama::Llama;
 
@@ -21,7 +21,7 @@ pub fn init_lora(model: &mut Llama, r: usize, alpha: f32, targets: &[String], se
     if !alpha.is_finite() || alpha <= 0.0 {
         return bad("lora.alpha", format!("must be > 0, got {alpha}"));
     }
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = ChaCha12Rng::seed_from_u64(seed);
     let mut n = 0;
     for layer in &mut model.layers {
         for (name, lin) in layer.projections_mut() {

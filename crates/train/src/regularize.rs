@@ -1,6 +1,6 @@
 //! Regularizers applied inside a training step: NEFTune embedding noise and an L1 penalty.
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 use tuneguard_data::splitmix64;
 use tuneguard_model::llama::Llama;
 
@@ -24,7 +24,7 @@ impl Neftune {
         if mag <= 0.0 {
             return;
         }
-        let mut rng = StdRng::seed_from_u64(splitmix64(self.seed ^ (row as u64).wrapping_mul(0x9E37_79B9)));
+        let mut rng = ChaCha12Rng::seed_from_u64(splitmix64(self.seed ^ (row as u64).wrapping_mul(0x9E37_79B9)));
         x.iter_mut().for_each(|v| *v += rng.random_range(-mag..=mag));
     }
 }
