@@ -1,10 +1,13 @@
 //! tuneguard-fs: files that readers never see half-written. A file is filled in a temporary file
-//! in the same folder, flushed to disk, given its mode and renamed over the target. And folders
-//! that only one writer at a time fills ([`lock_dir`]).
+//! in the same folder, flushed to disk, given its mode and renamed over the target; a folder is
+//! filled under a temporary name, flushed and renamed into place ([`write_dir_atomically`]).
+//! And folders that only one writer at a time fills ([`lock_dir`]).
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+mod dir;
 mod lock;
+pub use dir::write_dir_atomically;
 pub use lock::{lock_dir, DirLock, LockError, LOCK_FILE};
 
 /// What to do when the target exists.

@@ -1,7 +1,7 @@
 //! Writing a model as a Hugging Face directory (`config.json`, `model.safetensors`,
 //! `tokenizer.json`, `tokenizer_config.json`) that transformers and tuneguard both load.
-//! The directory is written under a temporary name and renamed into place.
-use std::path::{Path, PathBuf};
+//! The directory is written under a temporary name, flushed to disk and renamed into place.
+use std::path::Path;
 
 use std::borrow::Cow;
 
@@ -114,24 +114,11 @@ pub fn save_hf_dir(m: &LoadedModel, out: &Path) -> Result<()> {
     write_dir_atomically(out, |tmp| write_contents(m, tmp))
 }
 
-/// Creates the directory `out` (which must not exist) by letting `write` fill a temporary
-/// sibling `.NAME.tmp-PID` and renaming it into place; on error the temporary folder is
-/// removed, so `out` never appears half-written.
+/// [`tuneguard_fs::write_dir_atomically`] with model errors: creates the directory `out`
+/// (which must not exist) through `write`, under a temporary name, flushed to disk and renamed
+/// into place, so `out` never appears half-written.
 pub fn write_dir_atomically(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    if out.exists() {
-        return Err(ModelError::io(out, std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists")));
-    }
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    remove_stale_temp_dirs(parent, &name);
-    let tmp: PathBuf = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
-    let result = write(&tmp).and_then(|_| std::fs::rename(&tmp, out).map_err(|e| ModelError::io(out, e)));
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    result
+    tuneguard_fs::write_dir_atomically(out, write, |p, e| ModelError::io(p, e))
 }
 
 /// Writes f32 tensors `(name, shape, values)` as a safetensors file with mode 0644.
@@ -159,24 +146,6 @@ pub fn write_f32_safetensors<'a>(
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(|e| ModelError::io(path, e))?;
     }
     Ok(())
-}
-
-/// Removes `.NAME.tmp-PID` folders left by an interrupted earlier run whose process is gone.
-fn remove_stale_temp_dirs(parent: &Path, name: &str) {
-    let prefix = format!(".{name}.tmp-");
-    let Ok(entries) = std::fs::read_dir(parent) else { return };
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let alive = Path::new("/proc").join(pid.to_string()).exists();
-        if !alive {
-            tracing::info!(path = %entry.path().display(), "removing a temporary folder left by an interrupted run");
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
 }
 
 fn write_contents(m: &LoadedModel, dir: &Path) -> Result<()> {
@@ -209,24 +178,4 @@ fn write_contents(m: &LoadedModel, dir: &Path) -> Result<()> {
         tc["chat_template"] = t.source().into();
     }
     write_json(&dir.join("tokenizer_config.json"), &tc)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stale_temp_dirs_of_dead_processes_are_removed() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dead = tmp.path().join(".out.tmp-4000000000");
-        let live = tmp.path().join(format!(".out.tmp-{}", std::process::id()));
-        let other = tmp.path().join(".other.tmp-4000000000");
-        for d in [&dead, &live, &other] {
-            std::fs::create_dir(d).expect("mkdir");
-        }
-        remove_stale_temp_dirs(tmp.path(), "out");
-        assert!(!dead.exists(), "a dead process's folder is removed");
-        assert!(live.exists(), "a running process's folder is kept");
-        assert!(other.exists(), "other outputs' folders are not touched");
-    }
 }
