@@ -16,6 +16,7 @@ pub mod quant;
 pub mod rope;
 pub mod save;
 pub mod sgemm;
+#[cfg(any(test, feature = "testutil"))]
 pub mod testutil;
 pub mod tokenizer;
 

@@ -1,7 +1,8 @@
 //! Helpers shared by tests that need the default model file (SmolLM2-135M-Instruct Q4_1 GGUF).
 //!
 //! Not part of the stable API: this exists so unit tests, integration tests and other crates'
-//! tests find the model the same way.
+//! tests find the model the same way. Built for this crate's unit tests and with the
+//! `testutil` feature, which crates enable from their `[dev-dependencies]`.
 use std::path::PathBuf;
 
 /// File name of the default model inside `<repo>/models/`.

@@ -10,6 +10,7 @@ mod run;
 #[cfg(test)]
 mod tests;
 #[doc(hidden)]
+#[cfg(any(test, feature = "testutil"))]
 pub mod testutil;
 
 pub use error::ReportError;

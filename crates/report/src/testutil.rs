@@ -1,4 +1,5 @@
-//! A hand-written run folder for tests (not part of the stable API).
+//! A hand-written run folder for tests (not part of the stable API; built for this crate's unit
+//! tests and with the `testutil` feature, which crates enable from their `[dev-dependencies]`).
 use std::path::Path;
 
 /// Steps in the fixture; evaluations every 10 steps; best at 30, early stop at 40.
