@@ -1,4 +1,8 @@
-//! Prints GFLOP/s of the dense matmul at the model's prefill shapes (a quick probe, not a test).
+//! Prints GFLOP/s of the dense matmul (`ops::matmul_wt` over the gemm crate) at the model's
+//! prefill shapes, on 1 thread, on gemm's 2-thread rayon mode and with the rows split over 2
+//! rayon tasks: a quick probe for choosing how linear layers are parallelized, not a test.
+//!
+//!   cargo run --release -p tuneguard-model --example gemm_probe
 use gemm::Parallelism;
 use std::time::Instant;
 use tuneguard_model::ops::matmul_wt;
@@ -32,12 +36,6 @@ fn main() {
                 || matmul_wt(xb, &w, yb, m - m / 2, k, n, false, Parallelism::None),
             );
         });
-        let s4 = time(&mut || {
-            let (ya, yb) = y.split_at_mut(m / 2 * n);
-            let (xa, xb) = x.split_at(m / 2 * k);
-            let _ = (ya, yb, xa, xb);
-        });
-        let _ = s4;
         println!("{m}x{k}x{n}: 1 thread {:.1}, rayon(2) {:.1}, split rows {:.1} GFLOP/s", fl / s1, fl / s2, fl / s3);
     }
 }

@@ -1,4 +1,8 @@
-//! GFLOP/s of tuneguard's AVX-512 sgemm vs the gemm crate, 1 and 2 threads (a probe, not a test).
+//! GFLOP/s of tuneguard's AVX-512 sgemm (`sgemm::matmul_wt`) vs the gemm crate at the model's
+//! prefill shapes, on 1 and 2 threads: a probe for tuning the kernel, not a test (the
+//! benchmark of the whole forward pass is `benches/infer.rs`).
+//!
+//!   cargo run --release -p tuneguard-model --example sgemm_probe
 use std::time::Instant;
 fn time(f: &mut dyn FnMut()) -> f64 {
     f();
