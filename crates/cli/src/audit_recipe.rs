@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use tuneguard_audit::lint::Severity;
 use tuneguard_run::recipe::{LintPolicy, Recipe};
-use tuneguard_run::{preflight, Progress, RunError, StepMetrics};
+use tuneguard_run::{preflight, Progress, RunConfig, RunError, StepMetrics};
 
 use crate::model_path;
 
@@ -32,7 +32,7 @@ pub fn run(recipe_path: &Path, out: &Path) -> Result<()> {
         recipe.audit.lint = LintPolicy::Warn;
     }
     let model = model_path::resolve(recipe.model.path.as_deref())?;
-    let prepared = match preflight(&recipe, &model, out, &mut Stderr) {
+    let prepared = match preflight(&RunConfig::new(recipe, model), out, &mut Stderr) {
         Err(RunError::Audit(why)) => return Err(WouldStop(why).into()),
         other => other?,
     };

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tuneguard_run::recipe::Recipe;
-use tuneguard_run::{lock, resume, run, EvalRecord, Progress, RunError, StepMetrics, LOCK_FILE};
+use tuneguard_run::{lock, resume, run, EvalRecord, Progress, RunConfig, RunError, StepMetrics, LOCK_FILE};
 
 use crate::model_path;
 
@@ -111,9 +111,10 @@ pub fn run_cmd(args: TrainArgs) -> Result<()> {
         (None, None) => anyhow::bail!("give a recipe, or --resume OUT"),
     };
     let model = model_path::resolve(recipe.model.path.as_deref())?;
+    let config = RunConfig::new(recipe, model);
     let held = match held {
         Some(h) => h,
-        None => lock(&recipe.output.dir)?,
+        None => lock(&config.recipe.output.dir)?,
     };
     let command_line = command_line();
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -126,15 +127,15 @@ pub fn run_cmd(args: TrainArgs) -> Result<()> {
     });
     let mut reporter = Reporter { bar };
     let result = if args.resume.is_some() {
-        resume(&recipe, &model, &held, &command_line, &mut reporter)
+        resume(&config, &held, &command_line, &mut reporter)
     } else {
-        run(&recipe, &model, args.overwrite, &held, &command_line, &mut reporter)
+        run(&config, args.overwrite, &held, &command_line, &mut reporter)
     };
     if let Some(b) = &reporter.bar {
         b.finish_and_clear();
     }
     // The report also shows a run that stopped on an error (a diverged loss, a bad row...).
-    let out = &recipe.output.dir;
+    let out = &config.recipe.output.dir;
     let refused = matches!(&result, Err(RunError::OutputExists(_) | RunError::Resume { .. }));
     if out.join("metrics.jsonl").exists() && !refused {
         match tuneguard_report::write_run_report(out) {
@@ -167,8 +168,8 @@ pub fn run_cmd(args: TrainArgs) -> Result<()> {
     for a in &s.alarms {
         out!("alarm at step {}: {}", a.step, a.message);
     }
-    let written = if recipe.is_full() { "model" } else { "adapter" };
-    out!("wrote {}", recipe.output.dir.join(written).display());
+    let written = if config.recipe.is_full() { "model" } else { "adapter" };
+    out!("wrote {}", config.recipe.output.dir.join(written).display());
     drop(held);
     Ok(())
 }

@@ -72,7 +72,12 @@ fn early_stopping_stops_after_the_minimum_and_keeps_the_best_adapter() {
         fn step(&mut self, _: &tuneguard_run::StepMetrics) {}
     }
     // The validation examples exactly as the run built them (same split, audit and tokenization).
-    let data = tuneguard_run::preflight(&recipe, &model, &tmp.path().join("audit"), &mut Quiet).unwrap();
+    let data = tuneguard_run::preflight(
+        &tuneguard_run::RunConfig::new(recipe.clone(), model.clone()),
+        &tmp.path().join("audit"),
+        &mut Quiet,
+    )
+    .unwrap();
     let recomputed = tuneguard_train::eval::evaluate(&loaded.model, &data.val).unwrap().loss;
     eprintln!("minimum {min_loss:.6} at step {min_step}; recomputed from adapter/ {recomputed:.6}");
     assert!((recomputed - min_loss).abs() < 1e-4, "adapter/ gives {recomputed}, the minimum was {min_loss}");

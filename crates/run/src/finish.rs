@@ -42,7 +42,7 @@ pub fn finish(
         tuneguard_model::lora::save_adapter(
             &loaded.model,
             &out.join("adapter"),
-            ctx.base_name,
+            &ctx.config.base_model_name,
             recipe.lora.dropout as f64,
         )?;
     }
@@ -50,9 +50,9 @@ pub fn finish(
     let stop_reason =
         st.stop_reason.clone().unwrap_or_else(|| format!("completed the planned {} steps", st.total_steps));
     let early_stopping = (!ctx.val.is_empty()).then(|| EarlyStoppingSummary {
-        enabled: ctx.early_stopping,
+        enabled: ctx.config.early_stopping,
         metric: es.metric,
-        direction: recipe.metric_direction(),
+        direction: ctx.config.direction,
         patience: es.patience,
         min_delta: es.min_delta,
         best_step: best.map(|b| b.0),

@@ -12,6 +12,7 @@ use tuneguard_data::tokenize::ChatTokenizer;
 use tuneguard_model::llama::Llama;
 use tuneguard_model::LoadedModel;
 
+pub use crate::config::RunConfig;
 use crate::recipe::Recipe;
 use tuneguard_train::checkpoint;
 use tuneguard_train::eval::evaluate;
@@ -20,6 +21,7 @@ use tuneguard_train::guards::overfitting::OverfitAlarm;
 use tuneguard_train::init::init_lora;
 use tuneguard_train::optim::{prepare_full_finetune, trainable_params, trainable_refs, AdamW, AdamWConfig};
 
+pub mod config;
 pub mod recipe;
 
 mod finish;
@@ -92,20 +94,19 @@ fn check_lock(lock: &RunLock, out: &Path) -> Result<()> {
     Err(RunError::Io { path: out.to_path_buf(), err })
 }
 
-/// Runs the recipe from the start. `model_path` is the resolved model (the recipe's or the
-/// default); `command_line` is recorded in `config.toml` and `summary.json`.
+/// Runs the recipe from the start; `command_line` is recorded in `config.toml` and
+/// `summary.json`.
 ///
 /// # Errors
 /// Any [`RunError`]; nothing is left half-written in the run folder's files.
 pub fn run(
-    recipe: &Recipe,
-    model_path: &Path,
+    config: &RunConfig,
     overwrite: bool,
     lock: &RunLock,
     command_line: &[String],
     progress: &mut dyn Progress,
 ) -> Result<Summary> {
-    let out = &recipe.output.dir;
+    let out = &config.recipe.output.dir;
     check_lock(lock, out)?;
     set_aside::recover(out)?;
     // A run has started once metrics.jsonl exists; config.toml and rejected.jsonl alone are left
@@ -126,12 +127,13 @@ pub fn run(
         SetAside::new(out, &[])?
     };
     std::fs::create_dir_all(out).map_err(io(out))?;
-    execute(recipe, model_path, false, aside, command_line, progress)
+    execute(config, false, aside, command_line, progress)
 }
 
 /// Errors a run would otherwise meet only after the model is loaded or the folder changed: a
 /// missing model or data file.
-fn check_inputs(recipe: &Recipe, model_path: &Path) -> Result<()> {
+fn check_inputs(config: &RunConfig) -> Result<()> {
+    let (recipe, model_path) = (&config.recipe, &config.model_path);
     let missing = |key: &str, path: &Path| {
         let err = std::io::Error::new(std::io::ErrorKind::NotFound, format!("{key}: the file does not exist"));
         Err(RunError::Io { path: path.to_path_buf(), err })
@@ -157,13 +159,12 @@ fn check_inputs(recipe: &Recipe, model_path: &Path) -> Result<()> {
 /// `Resume` when the folder has no complete checkpoint, has finished, its data changed, or the
 /// model's sha256 is not the one `config.toml` recorded.
 pub fn resume(
-    recipe: &Recipe,
-    model_path: &Path,
+    config: &RunConfig,
     lock: &RunLock,
     command_line: &[String],
     progress: &mut dyn Progress,
 ) -> Result<Summary> {
-    let out = &recipe.output.dir;
+    let out = &config.recipe.output.dir;
     check_lock(lock, out)?;
     set_aside::recover(out)?;
     let fail = |reason: &str| Err(RunError::Resume { dir: out.clone(), reason: reason.into() });
@@ -175,7 +176,7 @@ pub fn resume(
     }
     // Data preparation rewrites these; a refused resume puts them back.
     let aside = SetAside::new(out, &["rejected.jsonl", "audit.json", "quarantine.jsonl"])?;
-    execute(recipe, model_path, true, aside, command_line, progress)
+    execute(config, true, aside, command_line, progress)
 }
 
 /// `config.toml`: a header for the reader, then the resolved recipe with this run's `[run]`.
@@ -199,15 +200,11 @@ fn check_context(recipe: &Recipe, model_path: &Path) -> Result<()> {
 }
 
 /// What early stopping tracks, from the recipe.
-fn tracker(recipe: &Recipe) -> (EarlyStopping, bool) {
-    let es = &recipe.early_stopping;
-    let has_val =
-        !matches!(recipe.data.val_size, crate::recipe::ValSizeSpec::Count(0)) || recipe.data.val_file.is_some();
-    let enabled = es.enabled.unwrap_or(has_val);
-    let direction = recipe.metric_direction();
+fn tracker(config: &RunConfig) -> EarlyStopping {
+    let es = &config.recipe.early_stopping;
     // Without early stopping the tracker only remembers the best evaluation.
-    let patience = if enabled { es.patience } else { usize::MAX };
-    (EarlyStopping::new(EarlyStoppingConfig { direction, patience, min_delta: es.min_delta }), enabled)
+    let patience = if config.early_stopping { es.patience } else { usize::MAX };
+    EarlyStopping::new(EarlyStoppingConfig { direction: config.direction, patience, min_delta: es.min_delta })
 }
 
 /// Loads the model (with LoRA weights initialized, or readied for full fine-tuning); returns it
@@ -248,9 +245,10 @@ fn prepare_for(
 ///
 /// # Errors
 /// As [`run`], before training.
-pub fn preflight(recipe: &Recipe, model_path: &Path, out: &Path, progress: &mut dyn Progress) -> Result<Prepared> {
-    prepare::authenticate(recipe, progress)?;
-    check_inputs(recipe, model_path)?;
+pub fn preflight(config: &RunConfig, out: &Path, progress: &mut dyn Progress) -> Result<Prepared> {
+    let (recipe, model_path) = (&config.recipe, &config.model_path);
+    prepare::authenticate(config, progress)?;
+    check_inputs(config)?;
     check_context(recipe, model_path)?;
     std::fs::create_dir_all(out).map_err(io(out))?;
     let (loaded, _) = load_model(recipe, model_path, progress)?;
@@ -258,17 +256,17 @@ pub fn preflight(recipe: &Recipe, model_path: &Path, out: &Path, progress: &mut 
 }
 
 fn execute(
-    recipe: &Recipe,
-    model_path: &Path,
+    config: &RunConfig,
     resuming: bool,
     aside: SetAside,
     command_line: &[String],
     progress: &mut dyn Progress,
 ) -> Result<Summary> {
+    let (recipe, model_path) = (&config.recipe, &config.model_path);
     let out = &recipe.output.dir;
     // The data is checked against its manifest first: that needs no model.
-    prepare::authenticate(recipe, progress)?;
-    check_inputs(recipe, model_path)?;
+    prepare::authenticate(config, progress)?;
+    check_inputs(config)?;
     check_context(recipe, model_path)?;
     let record = record::new(model_path, command_line)?;
     match (&recipe.run, resuming) {
@@ -327,8 +325,8 @@ fn execute(
     let o = &recipe.optim;
     let mut opt =
         AdamW::new(AdamWConfig { lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weight_decay: o.weight_decay })?;
-    let (tracker, early_stopping) = tracker(recipe);
-    if early_stopping && prepared.val.is_empty() {
+    let tracker = tracker(config);
+    if config.early_stopping && prepared.val.is_empty() {
         warnings.push(
             "early stopping is on but there is no validation data; set data.val_size or data.val_file".to_string(),
         );
@@ -336,20 +334,14 @@ fn execute(
     for w in &warnings {
         progress.message(&format!("warning: {w}"));
     }
-    let base_name = recipe
-        .model
-        .path
-        .as_ref()
-        .map_or("HuggingFaceTB/SmolLM2-135M-Instruct".to_string(), |p| p.display().to_string());
     let ctx = LoopCtx {
+        config,
         recipe,
         out,
         train: &rows,
         val: &prepared.val,
         per_step,
         eval_every,
-        early_stopping,
-        base_name: &base_name,
         record: &record,
         warnings: &warnings,
     };
@@ -378,7 +370,7 @@ fn fresh_state(
     progress: &mut dyn Progress,
 ) -> Result<LoopState> {
     let recipe = ctx.recipe;
-    let alarm = OverfitAlarm::new(recipe.train.overfit_alarm_evals, recipe.metric_direction() == Direction::Minimize);
+    let alarm = OverfitAlarm::new(recipe.train.overfit_alarm_evals, ctx.config.direction == Direction::Minimize);
     let mut st = LoopState::new(total_steps, tracker, alarm, data_fingerprint, recipe.training_fingerprint());
     let metrics = ctx.out.join(tuneguard_records::METRICS_FILE);
     std::fs::write(&metrics, "").map_err(io(&metrics))?; // the run has started
@@ -411,7 +403,7 @@ fn checkpoint_now(ctx: &LoopCtx, model: &Llama, opt: &AdamW, st: &LoopState) -> 
         if full {
             return Ok(());
         }
-        tuneguard_model::lora::save_adapter(model, &dir.join("adapter"), ctx.base_name, dropout)
+        tuneguard_model::lora::save_adapter(model, &dir.join("adapter"), &ctx.config.base_model_name, dropout)
     })?;
     let best: Vec<u64> = st.tracker.best().map(|b| b.0).into_iter().collect();
     checkpoint::prune(ctx.out, ctx.recipe.train.keep_checkpoints.max(1), &best);

@@ -57,12 +57,11 @@ impl Prepared {
 }
 
 /// Checks the data files against the recipe's manifest and trusted keys, before any is read.
-pub fn authenticate(recipe: &Recipe, progress: &mut dyn Progress) -> Result<()> {
-    let d = &recipe.data;
+pub fn authenticate(config: &crate::RunConfig, progress: &mut dyn Progress) -> Result<()> {
+    let d = &config.recipe.data;
     let Some(manifest) = &d.manifest else { return Ok(()) };
     let sources: Vec<std::path::PathBuf> = std::iter::once(d.train.clone()).chain(d.val_file.clone()).collect();
-    let require = d.require_signature.unwrap_or(!d.trusted_keys.is_empty());
-    let v = tuneguard_data::provenance::verify(manifest, &sources, &d.trusted_keys, require)?;
+    let v = tuneguard_data::provenance::verify(manifest, &sources, &d.trusted_keys, config.require_signature)?;
     let signer = v.signer.map_or("unsigned".to_string(), |s| format!("signed by {}", s.fingerprint));
     progress.message(&format!("data verified against {} ({signer})", manifest.display()));
     Ok(())

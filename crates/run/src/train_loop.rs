@@ -101,14 +101,14 @@ impl LoopState {
 
 /// What the loop needs besides its state.
 pub struct LoopCtx<'a> {
+    pub config: &'a crate::RunConfig,
+    /// `config.recipe`.
     pub recipe: &'a Recipe,
     pub out: &'a Path,
     pub train: &'a [TrainRow],
     pub val: &'a [TokenizedExample],
     pub per_step: usize,
     pub eval_every: u64,
-    pub early_stopping: bool,
-    pub base_name: &'a str,
     /// This invocation, for the summary.
     pub record: &'a crate::recipe::RunRecord,
     /// Setup warnings already logged, for the summary.

@@ -360,12 +360,6 @@ impl Recipe {
         self.train.method == Method::Full
     }
 
-    /// Which way the early-stopping metric is better (the recipe's, else the metric's own).
-    pub fn metric_direction(&self) -> tuneguard_records::Direction {
-        let es = &self.early_stopping;
-        es.direction.unwrap_or(es.metric.direction())
-    }
-
     pub fn schedule(&self) -> Schedule {
         self.optim.schedule
     }

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use tuneguard_data::format::DataFormat;
 use tuneguard_data::tokenize::Overflow;
-use tuneguard_train::schedule::Schedule;
 use tuneguard_records::{Direction, Metric};
+use tuneguard_train::schedule::Schedule;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
