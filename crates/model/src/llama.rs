@@ -13,6 +13,60 @@ use crate::ops;
 use crate::profile::{timed, Section};
 use crate::rope::Rope;
 
+/// A LoRA-targetable projection of a decoder layer, named as in PEFT's `target_modules`
+/// (`q_proj`; the module path `self_attn.q_proj` reads as the same projection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Projection {
+    #[serde(alias = "self_attn.q_proj")]
+    QProj,
+    #[serde(alias = "self_attn.k_proj")]
+    KProj,
+    #[serde(alias = "self_attn.v_proj")]
+    VProj,
+    #[serde(alias = "self_attn.o_proj")]
+    OProj,
+    #[serde(alias = "mlp.gate_proj")]
+    GateProj,
+    #[serde(alias = "mlp.up_proj")]
+    UpProj,
+    #[serde(alias = "mlp.down_proj")]
+    DownProj,
+}
+
+impl Projection {
+    /// Every projection, in the order of [`Layer::projections`].
+    pub const ALL: [Projection; 7] = [
+        Projection::QProj,
+        Projection::KProj,
+        Projection::VProj,
+        Projection::OProj,
+        Projection::GateProj,
+        Projection::UpProj,
+        Projection::DownProj,
+    ];
+
+    /// The PEFT module path inside a layer (`self_attn.q_proj`), as [`Layer::projections`]
+    /// names it.
+    pub fn module(self) -> &'static str {
+        match self {
+            Projection::QProj => "self_attn.q_proj",
+            Projection::KProj => "self_attn.k_proj",
+            Projection::VProj => "self_attn.v_proj",
+            Projection::OProj => "self_attn.o_proj",
+            Projection::GateProj => "mlp.gate_proj",
+            Projection::UpProj => "mlp.up_proj",
+            Projection::DownProj => "mlp.down_proj",
+        }
+    }
+
+    /// The short name (`q_proj`), as a recipe and `adapter_config.json` write it.
+    pub fn name(self) -> &'static str {
+        let m = self.module();
+        m.rsplit('.').next().unwrap_or(m)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Layer {
     pub input_norm: Vec<f32>,
@@ -292,6 +346,38 @@ fn attention(
         }
     }
     attn
+}
+
+#[cfg(test)]
+mod projection_tests {
+    use super::*;
+
+    #[test]
+    fn projections_are_named_as_the_layer_names_them() {
+        let layer_names: Vec<&str> = [
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            "mlp.gate_proj",
+            "mlp.up_proj",
+            "mlp.down_proj",
+        ]
+        .to_vec();
+        assert_eq!(Projection::ALL.map(Projection::module).to_vec(), layer_names);
+        assert_eq!(
+            Projection::ALL.map(Projection::name),
+            ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        );
+        for p in Projection::ALL {
+            assert_eq!(serde_json::to_string(&p).ok(), Some(format!("\"{}\"", p.name())));
+            for spelling in [p.name(), p.module()] {
+                assert_eq!(serde_json::from_str::<Projection>(&format!("\"{spelling}\"")).ok(), Some(p));
+            }
+        }
+        let e = serde_json::from_str::<Projection>("\"qproj\"").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("unknown variant `qproj`") && e.contains("`q_proj`"), "{e}");
+    }
 }
 
 #[cfg(test)]

@@ -21,10 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dropout_p = arg("--dropout-pct", 0) as f32 / 100.0;
     rayon::ThreadPoolBuilder::new().num_threads(arg("--threads", 2)).build_global()?;
     let mut m = tuneguard_model::load(&tuneguard_model::testutil::default_model_path())?;
-    let targets: Vec<String> = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let targets = tuneguard_model::llama::Projection::ALL;
     // `--full 1`: full fine-tuning (bench_train.py --mode full) instead of LoRA.
     let full = arg("--full", 0) == 1;
     let trainable = if full {

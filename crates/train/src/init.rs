@@ -4,16 +4,16 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use tuneguard_model::linear::LoraWeights;
-use tuneguard_model::llama::Llama;
+use tuneguard_model::llama::{Llama, Projection};
 
 use crate::error::{Result, TrainError};
 
-/// Attaches new LoRA weights of rank `r` to every projection whose PEFT module name ends with
-/// one of `targets` (e.g. `q_proj`); returns the number of trainable parameters.
+/// Attaches new LoRA weights of rank `r` to the `targets` projections of every layer; returns
+/// the number of trainable parameters.
 ///
 /// # Errors
 /// `Optimizer`-style setting errors naming `lora.r`, `lora.alpha` or `lora.target_modules`.
-pub fn init_lora(model: &mut Llama, r: usize, alpha: f32, targets: &[String], seed: u64) -> Result<usize> {
+pub fn init_lora(model: &mut Llama, r: usize, alpha: f32, targets: &[Projection], seed: u64) -> Result<usize> {
     let bad = |key: &'static str, reason: String| Err(TrainError::Optimizer { key, reason });
     if r == 0 {
         return bad("lora.r", "must be at least 1".into());
@@ -25,8 +25,7 @@ pub fn init_lora(model: &mut Llama, r: usize, alpha: f32, targets: &[String], se
     let mut n = 0;
     for layer in &mut model.layers {
         for (name, lin) in layer.projections_mut() {
-            let short = name.rsplit('.').next().unwrap_or(name);
-            if !targets.iter().any(|t| t == short || t == name) {
+            if !targets.iter().any(|t| t.module() == name) {
                 lin.lora = None;
                 continue;
             }
@@ -47,9 +46,7 @@ pub fn init_lora(model: &mut Llama, r: usize, alpha: f32, targets: &[String], se
     if n == 0 {
         return bad(
             "lora.target_modules",
-            format!(
-                "{targets:?} matches no projection (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"
-            ),
+            "is empty: name at least one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj".into(),
         );
     }
     Ok(n)

@@ -209,6 +209,7 @@ fn one_line(e: &toml::de::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tuneguard_model::llama::Projection;
 
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -246,6 +247,17 @@ mod tests {
         assert_eq!(r.optim.lr, 1e-3);
         assert_eq!(r.train.seed, 7);
         assert!(r.output.dir.ends_with("runs/x"));
+    }
+
+    #[test]
+    fn a_misspelt_lora_target_is_an_error_not_left_out() {
+        let (_d, p) = write(MINIMAL);
+        let e =
+            Recipe::load(&p, &["lora.target_modules=[\"q_proj\", \"qproj\"]".into()]).expect_err("typo").to_string();
+        assert!(e.contains("target_modules") && e.contains("`qproj`") && e.contains("`down_proj`"), "{e}");
+        let r = Recipe::load(&p, &["lora.target_modules=[\"self_attn.v_proj\", \"mlp.up_proj\"]".into()]);
+        let targets = r.map(|r| r.lora.target_modules).ok();
+        assert_eq!(targets, Some(vec![Projection::VProj, Projection::UpProj]));
     }
 
     #[test]

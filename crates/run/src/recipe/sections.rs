@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use tuneguard_data::format::DataFormat;
 use tuneguard_data::tokenize::Overflow;
+use tuneguard_model::llama::Projection;
 use tuneguard_records::{Direction, Metric};
 use tuneguard_train::schedule::Schedule;
 
@@ -86,9 +87,10 @@ pub struct LoraSection {
     /// Dropout probability on the LoRA branch's input, in [0, 1).
     #[serde(default)]
     pub dropout: f32,
-    /// Projections to adapt, PEFT names.
+    /// Projections to adapt, PEFT names (`q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`,
+    /// `up_proj`, `down_proj`); an unknown name is an error.
     #[serde(default = "d_targets")]
-    pub target_modules: Vec<String>,
+    pub target_modules: Vec<Projection>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -288,11 +290,8 @@ fn d_r() -> usize {
 fn d_alpha() -> f32 {
     32.0
 }
-fn d_targets() -> Vec<String> {
-    ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+fn d_targets() -> Vec<Projection> {
+    Projection::ALL.to_vec()
 }
 fn d_lr() -> f32 {
     2e-4
