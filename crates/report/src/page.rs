@@ -281,9 +281,9 @@ fn eval_cells(e: &EvalRecord<Partial>) -> Vec<(String, Option<String>)> {
     let flag = |v: Option<bool>| v.map(|b| b.to_string());
     let mut cells: Vec<(String, Option<String>)> = [
         ("step", e.step.map(|s| s.to_string())),
-        ("val_loss", float(e.val_loss)),
-        ("val_perplexity", float(e.val_perplexity)),
-        ("val_token_accuracy", float(e.val_token_accuracy)),
+        (Metric::ValLoss.name(), float(e.val_loss)),
+        (Metric::ValPerplexity.name(), float(e.val_perplexity)),
+        (Metric::ValTokenAccuracy.name(), float(e.val_token_accuracy)),
         ("train_loss_smoothed", nullable(e.train_loss_smoothed)),
         ("gap", nullable(e.gap)),
         ("is_best", flag(e.is_best)),
