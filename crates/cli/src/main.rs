@@ -13,6 +13,7 @@ mod audit;
 mod audit_recipe;
 mod convert;
 mod data_cmd;
+mod eval;
 mod generate;
 mod inspect;
 mod model_path;
@@ -61,6 +62,8 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Data provenance: lock data files into a manifest, make keys, sign and verify it.
     Data(data_cmd::DataArgs),
+    /// Evaluate a model (+ adapter): perplexity of a text file with sliding windows.
+    Eval(eval::EvalArgs),
 }
 
 /// Exit code for bad input (unreadable model, bad arguments), as clap uses for usage errors.
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Data(args) => data_cmd::run(args),
+        Command::Eval(args) => eval::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -106,7 +110,8 @@ fn main() -> ExitCode {
                 || e.downcast_ref::<tuneguard_run::RunError>().is_some()
                 || e.downcast_ref::<tuneguard_data::provenance::ProvenanceError>().is_some()
                 || e.downcast_ref::<tuneguard_report::ReportError>().is_some()
-                || e.downcast_ref::<model_path::ModelPathError>().is_some();
+                || e.downcast_ref::<model_path::ModelPathError>().is_some()
+                || eval::is_bad_input(&e);
             ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { 1 })
         }
     }

@@ -10,7 +10,7 @@ use rand_chacha::ChaCha12Rng;
 
 use crate::{MetricsError, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Interval {
     /// The statistic on all items.
     pub estimate: f64,
