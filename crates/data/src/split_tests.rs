@@ -84,16 +84,20 @@ fn split_is_a_seeded_partition() -> Result<(), SplitError> {
     Ok(())
 }
 
-#[test]
-fn stratified_split_proportions() -> Result<(), SplitError> {
-    // Interleaved labels: 50 "a", 30 "b", 20 missing.
-    let labels: Vec<Option<String>> = (0..100)
+/// Interleaved labels: 50 "a", 30 "b", 20 missing.
+fn interleaved_labels() -> Vec<Option<String>> {
+    (0..100)
         .map(|i| match i % 10 {
             0..=4 => Some("a".to_string()),
             5..=7 => Some("b".to_string()),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn stratified_split_proportions() -> Result<(), SplitError> {
+    let labels = interleaved_labels();
     let (train, val) = split_indices(100, ValSize::Fraction(0.1), 3, Some(&labels))?;
     check_partition(100, &train, &val);
     let count = |l: Option<&str>| val.iter().filter(|&&i| labels[i].as_deref() == l).count();
@@ -155,13 +159,7 @@ fn read_field_values_jsonl_and_csv() -> anyhow::Result<()> {
 /// silently move examples between train and validation of an existing recipe.
 #[test]
 fn the_drawn_members_are_pinned() -> Result<(), SplitError> {
-    let labels: Vec<Option<String>> = (0..100)
-        .map(|i| match i % 10 {
-            0..=4 => Some("a".to_string()),
-            5..=7 => Some("b".to_string()),
-            _ => None,
-        })
-        .collect();
+    let labels = interleaved_labels();
     assert_eq!(split_indices(40, ValSize::Count(6), 11, None)?.1, [2, 8, 11, 17, 18, 38]);
     assert_eq!(
         split_indices(100, ValSize::Fraction(0.1), 3, Some(&labels))?.1,
