@@ -83,7 +83,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     // A chat template writes its own special tokens into the text.
     let ids = m.tokenizer.encode(&text, !args.chat)?;
     let mut opts = opts;
-    opts.stop_tokens = stop_tokens(&m);
+    opts.stop_tokens = m.stop_tokens();
     let mut decoder = m.tokenizer.incremental_decoder(true);
     let mut out = std::io::stdout().lock();
     let mut write_err = None;
@@ -126,16 +126,4 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// EOS, the config's EOS ids and `<|im_end|>`/`<|eot_id|>`-style end-of-turn tokens.
-fn stop_tokens(m: &tuneguard_model::LoadedModel) -> Vec<u32> {
-    let mut stops: Vec<u32> = m.model.config.eos_token_ids.clone();
-    stops.extend(m.tokenizer.eos_id());
-    for t in ["<|im_end|>", "<|eot_id|>", "<|endoftext|>", "</s>"] {
-        stops.extend(m.tokenizer.token_to_id(t));
-    }
-    stops.sort_unstable();
-    stops.dedup();
-    stops
 }

@@ -14,6 +14,7 @@ mod audit_recipe;
 mod convert;
 mod data_cmd;
 mod eval;
+mod eval_page;
 mod generate;
 mod inspect;
 mod model_path;
@@ -62,7 +63,7 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Data provenance: lock data files into a manifest, make keys, sign and verify it.
     Data(data_cmd::DataArgs),
-    /// Evaluate a model (+ adapter): perplexity of a text file with sliding windows.
+    /// Evaluate a model (+ adapter): perplexity, multiple choice, generation, or a suite of them.
     Eval(eval::EvalArgs),
 }
 

@@ -1,11 +1,19 @@
 //! Evaluation tasks on a loaded model (with or without a LoRA adapter), scored with
 //! `tuneguard-metrics`:
 //!
-//! - [`perplexity`]: sliding-window perplexity of a text file ([`texts`] reads it).
+//! - [`perplexity`]: sliding-window perplexity of a text file ([`texts`] reads it);
+//! - [`choice`]: multiple-choice / classification by the log-likelihood of each choice
+//!   (lm-evaluation-harness `loglikelihood`, `acc` and `acc_norm`);
+//! - [`generation`]: greedy answers scored with exact match, token F1 and ROUGE-L;
+//! - [`suite`]: tasks as TOML settings, and running one on a model.
 //!
-//! The forward passes of independent windows run in parallel and are summed in order, so a
-//! result does not depend on the thread count.
+//! The forward passes of independent windows or items run in parallel and are collected in
+//! order, so a result does not depend on the thread count.
+pub mod choice;
+pub mod generation;
 pub mod perplexity;
+pub mod rows;
+pub mod suite;
 pub mod texts;
 
 use std::path::PathBuf;
@@ -19,9 +27,12 @@ pub enum EvalError {
     Row { path: PathBuf, line: usize, reason: String },
     #[error("{}: no text to evaluate ({reason})", .path.display())]
     Empty { path: PathBuf, reason: String },
-    /// A setting out of its range, naming the flag.
+    /// A setting out of its range, naming the flag or key.
     #[error("{flag}: {reason}")]
     Setting { flag: &'static str, reason: String },
+    /// A suite file that is not a suite.
+    #[error("{}: {reason}", .path.display())]
+    Suite { path: PathBuf, reason: String },
     #[error(transparent)]
     Model(#[from] tuneguard_model::ModelError),
 }

@@ -151,6 +151,21 @@ pub fn load(path: &Path) -> Result<LoadedModel> {
     }
 }
 
+impl LoadedModel {
+    /// The tokens that end a reply: the config's EOS ids, the tokenizer's EOS and the
+    /// end-of-turn tokens of the common chat formats (`<|im_end|>`, `<|eot_id|>`...) it has.
+    pub fn stop_tokens(&self) -> Vec<u32> {
+        let mut stops: Vec<u32> = self.model.config.eos_token_ids.clone();
+        stops.extend(self.tokenizer.eos_id());
+        for t in ["<|im_end|>", "<|eot_id|>", "<|endoftext|>", "</s>"] {
+            stops.extend(self.tokenizer.token_to_id(t));
+        }
+        stops.sort_unstable();
+        stops.dedup();
+        stops
+    }
+}
+
 /// Loads a model and attaches a PEFT LoRA adapter when `adapter` is given.
 pub fn load_with_adapter(path: &Path, adapter: Option<&Path>) -> Result<LoadedModel> {
     let mut m = load(path)?;
