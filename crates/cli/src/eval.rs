@@ -234,7 +234,8 @@ fn run_tasks(c: &Common, tasks: Vec<TaskConfig>, suite_defaults: Option<(usize, 
     }
     let (default_resamples, default_seed) = suite_defaults.unwrap_or((1000, 0));
     let resamples = c.bootstrap.unwrap_or(default_resamples);
-    let bootstrap = (resamples > 0).then_some(Bootstrap { resamples, level: 0.95, seed: c.seed.unwrap_or(default_seed) });
+    let bootstrap =
+        (resamples > 0).then_some(Bootstrap { resamples, level: 0.95, seed: c.seed.unwrap_or(default_seed) });
     let model = model_path::resolve(c.model.as_deref())?;
     let adapter = c.adapter.as_deref().map(adapter_dir).transpose()?;
     let compare = match c.compare.as_deref() {
@@ -283,12 +284,20 @@ fn adapter_dir(p: &Path) -> Result<PathBuf> {
     }
     Err(EvalError::Setting {
         flag: "--adapter/--compare",
-        reason: format!("{} is neither a PEFT adapter directory (adapter_config.json) nor a run folder with adapter/", p.display()),
+        reason: format!(
+            "{} is neither a PEFT adapter directory (adapter_config.json) nor a run folder with adapter/",
+            p.display()
+        ),
     }
     .into())
 }
 
-fn evaluate(model: &Path, adapter: Option<&Path>, tasks: &[TaskConfig], bootstrap: Option<Bootstrap>) -> Result<Evaluation> {
+fn evaluate(
+    model: &Path,
+    adapter: Option<&Path>,
+    tasks: &[TaskConfig],
+    bootstrap: Option<Bootstrap>,
+) -> Result<Evaluation> {
     let m = tuneguard_model::load_with_adapter(model, adapter)?;
     let bar = Bar::new();
     let mut results = Vec::new();
@@ -371,7 +380,8 @@ fn print_table(o: &EvalOutput) -> Result<()> {
             });
             let delta = before.as_ref().map_or(String::new(), |b| {
                 let d = h.value - b[j].value;
-                let shown = if h.metric.unit == Unit::Fraction { format!("{:+.2} pt", 100.0 * d) } else { format!("{d:+.4}") };
+                let shown =
+                    if h.metric.unit == Unit::Fraction { format!("{:+.2} pt", 100.0 * d) } else { format!("{d:+.4}") };
                 format!("  (compare {}, Δ {shown})", show(h.metric.unit, b[j].value))
             });
             out!("  {:<12} {:>10}{ci}{delta}", h.metric.name, show(h.metric.unit, h.value));

@@ -101,14 +101,23 @@ fn choice_json_counts_add_up_and_bad_choice_input_is_exit_2() {
     let out = tuneguard(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((v["task"].as_str(), v["items"].as_u64(), v["rows"].as_u64()), (Some("multiple_choice"), Some(12), Some(12)));
+    assert_eq!(
+        (v["task"].as_str(), v["items"].as_u64(), v["rows"].as_u64()),
+        (Some("multiple_choice"), Some(12), Some(12))
+    );
     let items = v["per_item"].as_array().unwrap();
     assert_eq!(items[0]["id"], "sst2_test_0");
     // The accuracy is the share of items whose best choice is the label, and the confusion
     // matrix holds every item once.
     let right = items.iter().filter(|i| i["pred"] == i["target"]).count();
     assert!((v["accuracy"].as_f64().unwrap() - right as f64 / 12.0).abs() < 1e-12);
-    let cells: u64 = v["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|c| c.as_u64().unwrap()).sum();
+    let cells: u64 = v["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|c| c.as_u64().unwrap())
+        .sum();
     assert_eq!(cells, 12);
     assert!(items.iter().all(|i| i["loglikelihood"].as_array().unwrap().iter().all(|l| l.as_f64().unwrap() < 0.0)));
 
@@ -155,7 +164,8 @@ fn a_suite_runs_its_tasks_compares_and_writes_a_page() {
     std::fs::write(&suite, text).unwrap();
     let page = dir.path().join("page");
     let (suite_s, page_s) = (suite.display().to_string(), page.display().to_string());
-    let out = tuneguard(&["eval", "suite", &suite_s, "--model", &model, "--compare", "base", "--output", &page_s, "--json"]);
+    let out =
+        tuneguard(&["eval", "suite", &suite_s, "--model", &model, "--compare", "base", "--output", &page_s, "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tasks = v["tasks"].as_array().unwrap();
@@ -169,7 +179,8 @@ fn a_suite_runs_its_tasks_compares_and_writes_a_page() {
             assert_eq!(a.get(key), b.get(key), "{key}");
         }
     }
-    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(page.join("eval.json")).unwrap()).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(page.join("eval.json")).unwrap()).unwrap();
     assert_eq!(saved, v);
     let html = std::fs::read_to_string(page.join("index.html")).unwrap();
     for want in ["wikitext2_test", "Confusion matrix", "answers", "Compared with"] {
@@ -186,9 +197,17 @@ fn bad_suites_are_one_error_line_and_exit_2() {
     let cases = [
         ("unknown_kind", format!("[[task]]\nkind = \"summarize\"\ndata = {wt}\n"), "unknown variant `summarize`"),
         ("unknown_key", format!("[[task]]\nkind = \"perplexity\"\ndata = {wt}\nwindw = 64\n"), "unknown field `windw`"),
-        ("window", format!("[[task]]\nkind = \"perplexity\"\ndata = {wt}\nwindow = 100000\n"), "exceed the model's context length"),
+        (
+            "window",
+            format!("[[task]]\nkind = \"perplexity\"\ndata = {wt}\nwindow = 100000\n"),
+            "exceed the model's context length",
+        ),
         ("stride", format!("[[task]]\nkind = \"perplexity\"\ndata = {wt}\nstride = 0\n"), "--stride"),
-        ("missing", "[[task]]\nkind = \"perplexity\"\ndata = \"nowhere.jsonl\"\n".to_string(), "nowhere.jsonl: no such file"),
+        (
+            "missing",
+            "[[task]]\nkind = \"perplexity\"\ndata = \"nowhere.jsonl\"\n".to_string(),
+            "nowhere.jsonl: no such file",
+        ),
         ("not_toml", "[[task]\n".to_string(), "not_toml.toml"),
     ];
     for (name, text, want) in cases {

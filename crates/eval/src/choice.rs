@@ -69,7 +69,10 @@ pub struct Item {
 pub fn read_items(path: &Path, spec: &ChoiceSpec) -> Result<Vec<Item>> {
     if let Choices::Fixed(c) = &spec.choices {
         if c.len() < 2 {
-            return Err(EvalError::Setting { flag: "choices", reason: format!("needs at least two choices, got {}", c.len()) });
+            return Err(EvalError::Setting {
+                flag: "choices",
+                reason: format!("needs at least two choices, got {}", c.len()),
+            });
         }
     }
     read_rows(path)?.iter().map(|row| item(path, spec, row)).collect()
@@ -84,21 +87,30 @@ fn item(path: &Path, spec: &ChoiceSpec, row: &Row) -> Result<Item> {
                 .map(|v| v.as_str().map(str::to_string))
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| row_error(path, row, format!("`{name}` holds a value that is not a string")))?,
-            Value::Array(a) => return Err(row_error(path, row, format!("`{name}` has {} choice(s); at least two are needed", a.len()))),
+            Value::Array(a) => {
+                return Err(row_error(
+                    path,
+                    row,
+                    format!("`{name}` has {} choice(s); at least two are needed", a.len()),
+                ))
+            }
             other => return Err(row_error(path, row, format!("`{name}` is {}, not a list of choices", kind(other)))),
         },
     };
     let target = match field(path, row, &spec.label_field)? {
-        Value::Number(n) => n
-            .as_u64()
-            .map(|i| i as usize)
-            .filter(|&i| i < choices.len())
-            .ok_or_else(|| row_error(path, row, format!("`{}` is {n}, not a choice index below {}", spec.label_field, choices.len())))?,
-        Value::String(s) => choices
-            .iter()
-            .position(|c| c == s)
-            .ok_or_else(|| row_error(path, row, format!("`{}` is {s:?}, not one of the choices {choices:?}", spec.label_field)))?,
-        other => return Err(row_error(path, row, format!("`{}` is {}, not a choice index or text", spec.label_field, kind(other)))),
+        Value::Number(n) => n.as_u64().map(|i| i as usize).filter(|&i| i < choices.len()).ok_or_else(|| {
+            row_error(path, row, format!("`{}` is {n}, not a choice index below {}", spec.label_field, choices.len()))
+        })?,
+        Value::String(s) => choices.iter().position(|c| c == s).ok_or_else(|| {
+            row_error(path, row, format!("`{}` is {s:?}, not one of the choices {choices:?}", spec.label_field))
+        })?,
+        other => {
+            return Err(row_error(
+                path,
+                row,
+                format!("`{}` is {}, not a choice index or text", spec.label_field, kind(other)),
+            ))
+        }
     };
     let id = match &spec.id_field {
         Some(name) => match field(path, row, name)? {
@@ -131,7 +143,12 @@ pub struct ItemScore {
 ///
 /// # Errors
 /// `Model` from the tokenizer.
-pub fn encode(tokenizer: &TextTokenizer, prompt: &str, delimiter: &str, choices: &[String]) -> Result<(Vec<u32>, Vec<Vec<u32>>)> {
+pub fn encode(
+    tokenizer: &TextTokenizer,
+    prompt: &str,
+    delimiter: &str,
+    choices: &[String],
+) -> Result<(Vec<u32>, Vec<Vec<u32>>)> {
     let trimmed = prompt.trim_end();
     let moved = &prompt[trimmed.len()..];
     let ctx = tokenizer.encode(trimmed, false)?;
@@ -149,11 +166,21 @@ pub fn encode(tokenizer: &TextTokenizer, prompt: &str, delimiter: &str, choices:
 /// # Errors
 /// `Row` when a choice has no token of its own or the item does not fit the model's context;
 /// `Model` from the forward pass.
-pub fn score_item(model: &Llama, tokenizer: &TextTokenizer, path: &Path, item: &Item, delimiter: &str) -> Result<ItemScore> {
+pub fn score_item(
+    model: &Llama,
+    tokenizer: &TextTokenizer,
+    path: &Path,
+    item: &Item,
+    delimiter: &str,
+) -> Result<ItemScore> {
     let bad = |reason: String| EvalError::Row { path: PathBuf::from(path), line: item.line, reason };
     let (mut ctx, conts) = encode(tokenizer, &item.prompt, delimiter, &item.choices)?;
     if ctx.is_empty() {
-        ctx.push(tokenizer.eos_id().ok_or_else(|| bad("the prompt is empty and the tokenizer has no EOS token to start from".into()))?);
+        ctx.push(
+            tokenizer
+                .eos_id()
+                .ok_or_else(|| bad("the prompt is empty and the tokenizer has no EOS token to start from".into()))?,
+        );
     }
     let context = model.config.max_position_embeddings;
     for (c, cont) in item.choices.iter().zip(&conts) {
@@ -161,7 +188,10 @@ pub fn score_item(model: &Llama, tokenizer: &TextTokenizer, path: &Path, item: &
             return Err(bad(format!("choice {c:?} adds no token to the prompt")));
         }
         if ctx.len() + cont.len() - 1 > context {
-            return Err(bad(format!("{} tokens exceed the model's context length ({context} tokens)", ctx.len() + cont.len() - 1)));
+            return Err(bad(format!(
+                "{} tokens exceed the model's context length ({context} tokens)",
+                ctx.len() + cont.len() - 1
+            )));
         }
     }
     let v = model.config.vocab_size;

@@ -133,7 +133,8 @@ pub fn evaluate(
     bootstrap: Option<Bootstrap>,
     on_item: &(dyn Fn() + Sync),
 ) -> Result<GenerationReport> {
-    let opts = GenerateOptions { max_new_tokens: spec.max_new_tokens, stop_tokens: m.stop_tokens(), ..Default::default() };
+    let opts =
+        GenerateOptions { max_new_tokens: spec.max_new_tokens, stop_tokens: m.stop_tokens(), ..Default::default() };
     let scores: Vec<Result<GenScore>> = items
         .par_iter()
         .map(|it| {
@@ -174,7 +175,8 @@ pub fn summarize(scores: Vec<GenScore>, bootstrap: Option<Bootstrap>) -> Result<
     if scores.is_empty() {
         return Err(EvalError::Setting { flag: "the items", reason: "no item to score".into() });
     }
-    let mean = |f: fn(&GenScore) -> f64, idx: &[usize]| idx.iter().map(|&i| f(&scores[i])).sum::<f64>() / idx.len() as f64;
+    let mean =
+        |f: fn(&GenScore) -> f64, idx: &[usize]| idx.iter().map(|&i| f(&scores[i])).sum::<f64>() / idx.len() as f64;
     let all: Vec<usize> = (0..scores.len()).collect();
     let interval = |f: fn(&GenScore) -> f64| -> Result<Option<Interval>> {
         bootstrap
@@ -182,8 +184,8 @@ pub fn summarize(scores: Vec<GenScore>, bootstrap: Option<Bootstrap>) -> Result<
             .transpose()
             .map_err(|e| EvalError::Setting { flag: "--bootstrap", reason: e.to_string() })
     };
-    let (em, f1, rl): (fn(&GenScore) -> f64, fn(&GenScore) -> f64, fn(&GenScore) -> f64) =
-        (|s| s.exact_match, |s| s.token_f1, |s| s.rouge_l);
+    type Score = fn(&GenScore) -> f64;
+    let (em, f1, rl): (Score, Score, Score) = (|s| s.exact_match, |s| s.token_f1, |s| s.rouge_l);
     Ok(GenerationReport {
         items: scores.len(),
         exact_match: mean(em, &all),
@@ -201,12 +203,23 @@ mod tests {
     use super::*;
 
     fn s(em: f64, f1: f64, rl: f64) -> GenScore {
-        GenScore { id: String::new(), output: String::new(), tokens: vec![], stopped: true, exact_match: em, token_f1: f1, rouge_l: rl }
+        GenScore {
+            id: String::new(),
+            output: String::new(),
+            tokens: vec![],
+            stopped: true,
+            exact_match: em,
+            token_f1: f1,
+            rouge_l: rl,
+        }
     }
 
     #[test]
     fn means_over_items() -> Result<()> {
-        let r = summarize(vec![s(1.0, 1.0, 1.0), s(0.0, 0.5, 0.25)], Some(Bootstrap { resamples: 200, level: 0.9, seed: 1 }))?;
+        let r = summarize(
+            vec![s(1.0, 1.0, 1.0), s(0.0, 0.5, 0.25)],
+            Some(Bootstrap { resamples: 200, level: 0.9, seed: 1 }),
+        )?;
         assert_eq!((r.exact_match, r.token_f1, r.rouge_l), (0.5, 0.75, 0.625));
         let i = r.token_f1_interval.expect("interval");
         assert!(i.low >= 0.5 && i.high <= 1.0 && i.estimate == 0.75, "{i:?}");

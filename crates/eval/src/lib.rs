@@ -5,11 +5,14 @@
 //! - [`choice`]: multiple-choice / classification by the log-likelihood of each choice
 //!   (lm-evaluation-harness `loglikelihood`, `acc` and `acc_norm`);
 //! - [`generation`]: greedy answers scored with exact match, token F1 and ROUGE-L;
-//! - [`suite`]: tasks as TOML settings, and running one on a model.
+//! - [`suite`]: tasks as TOML settings, and running one on a model;
+//! - [`general`]: a perplexity or multiple-choice task prepared once and measured on the model
+//!   being trained (the forgetting guard).
 //!
 //! The forward passes of independent windows or items run in parallel and are collected in
 //! order, so a result does not depend on the thread count.
 pub mod choice;
+pub mod general;
 pub mod generation;
 pub mod perplexity;
 pub mod rows;

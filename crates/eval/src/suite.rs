@@ -38,7 +38,7 @@ fn default_bootstrap() -> usize {
 }
 
 /// One task.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TaskConfig {
     Perplexity(PerplexityTask),
@@ -47,7 +47,7 @@ pub enum TaskConfig {
     Generation(GenerationTask),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PerplexityTask {
     pub name: Option<String>,
@@ -65,7 +65,7 @@ pub struct PerplexityTask {
     pub max_tokens: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChoiceTask {
     pub name: Option<String>,
@@ -88,7 +88,7 @@ pub struct ChoiceTask {
     pub max_items: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GenerationTask {
     pub name: Option<String>,
@@ -168,7 +168,7 @@ impl TaskConfig {
         }
     }
 
-    fn data_mut(&mut self) -> &mut PathBuf {
+    pub fn data_mut(&mut self) -> &mut PathBuf {
         match self {
             TaskConfig::Perplexity(t) => &mut t.data,
             TaskConfig::MultipleChoice(t) => &mut t.data,
@@ -226,7 +226,10 @@ impl ChoiceTask {
         };
         if let Choices::Fixed(c) = &choices {
             if c.len() < 2 {
-                return Err(EvalError::Setting { flag: "choices", reason: format!("needs at least two choices, got {}", c.len()) });
+                return Err(EvalError::Setting {
+                    flag: "choices",
+                    reason: format!("needs at least two choices, got {}", c.len()),
+                });
             }
         }
         Ok(ChoiceSpec {
@@ -330,7 +333,12 @@ impl Progress for Quiet {
 ///
 /// # Errors
 /// Bad data (`Io`, `Row`, `Empty`), settings (`Setting`), `Model`.
-pub fn run_task(m: &LoadedModel, task: &TaskConfig, bootstrap: Option<Bootstrap>, progress: &dyn Progress) -> Result<TaskResult> {
+pub fn run_task(
+    m: &LoadedModel,
+    task: &TaskConfig,
+    bootstrap: Option<Bootstrap>,
+    progress: &dyn Progress,
+) -> Result<TaskResult> {
     let name = task.name();
     let tick = || progress.tick();
     let t0 = Instant::now();
@@ -417,7 +425,10 @@ mod tests {
             ("[[task]]\nkind = \"perplexity\"\ndata = \"x\"\nprompt = \"p\"\n", "unknown field `prompt`"),
             ("[[task]]\nkind = \"generation\"\ndata = \"x\"\nprompt = \"p\"\n", "missing field `reference`"),
             ("[[task]]\nkind = \"multiple_choice\"\ndata = \"x\"\nprompt = \"p\"\n", "choices: missing"),
-            ("[[task]]\nkind = \"multiple_choice\"\ndata = \"x\"\nprompt = \"p\"\nchoices = [\"a\"]\n", "at least two choices"),
+            (
+                "[[task]]\nkind = \"multiple_choice\"\ndata = \"x\"\nprompt = \"p\"\nchoices = [\"a\"]\n",
+                "at least two choices",
+            ),
             ("[[task]]\nkind = \"perplexity\"\ndata = \"x\"\nstride = 0\n", "--stride"),
             ("seed = 1\n", "missing field `task`"),
             ("task = []\n", "no [[task]]"),

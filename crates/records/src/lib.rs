@@ -28,13 +28,13 @@ mod summary;
 
 pub use data::{DataSummary, LeakReport, TokenizeStats};
 pub use format::DataFormat;
-pub use line::{EvalRecord, LineError, LineKind, MetricsLine, StepMetrics};
+pub use line::{EvalLine, EvalRecord, LineError, LineKind, MetricsLine, StepMetrics};
 pub use lint::{Lint, Severity};
 pub use metric::{Direction, EvalMetrics, Metric, UnknownMetric};
 pub use presence::{Partial, Plain, Presence, Written};
 pub use shape::{ShapeReport, ShapeSource};
 pub use shared::SharedKind;
-pub use summary::{Alarm, EarlyStoppingSummary, RunRecord, Summary};
+pub use summary::{Alarm, EarlyStoppingSummary, ForgettingSummary, GeneralSetSummary, RunRecord, Summary};
 
 /// The metrics log of a run folder, one JSON object per line.
 pub const METRICS_FILE: &str = "metrics.jsonl";

@@ -92,6 +92,29 @@ impl EvalRecord {
 }
 
 /// One line of `metrics.jsonl` as read back.
+/// An evaluation line as written, with the forgetting guard's general-domain measurements as
+/// top-level fields: `general_<set>_<metric>` (e.g. `general_wikitext2_perplexity`),
+/// `general_<set>_rise` (relative rise against the base, positive = worse) and `general_rise`
+/// (the largest). A reader finds them in [`EvalRecord::general`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalLine<'a> {
+    #[serde(flatten)]
+    pub record: &'a EvalRecord,
+    #[serde(flatten)]
+    pub general: &'a std::collections::BTreeMap<String, f64>,
+}
+
+impl EvalRecord<Partial> {
+    /// The `general_*` fields of the line (none when the run measured no general set).
+    pub fn general(&self) -> std::collections::BTreeMap<String, f64> {
+        self.extra
+            .iter()
+            .filter(|(k, _)| k.starts_with("general_"))
+            .filter_map(|(k, v)| v.as_f64().map(|v| (k.clone(), v)))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetricsLine {
     Train(StepMetrics<Partial>),

@@ -100,10 +100,48 @@ pub struct Summary<P: Presence = Written> {
     pub lints: Vec<Lint>,
     /// The checkpoint step this run was resumed from, if it was.
     pub resumed_from_step: Option<u64>,
+    /// The forgetting guard's measurements (runs with `[forgetting]` tasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forgetting: Option<ForgettingSummary>,
     /// The tokenization counts at the top level, as summaries written before `data` had them;
     /// never written now.
     #[serde(rename = "tokenize", default, skip_serializing_if = "Option::is_none")]
     pub legacy_tokenize: Option<TokenizeStats<P>>,
     #[serde(rename = "val_tokenize", default, skip_serializing_if = "Option::is_none")]
     pub legacy_val_tokenize: Option<TokenizeStats<P>>,
+}
+
+/// `summary.json`'s `forgetting`: the general-domain sets of the forgetting guard, each measured
+/// with the base model (step 0) and with the weights written to the run folder.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ForgettingSummary {
+    /// `forgetting.max_rise`: the relative rise that fires the alarm (0.1 = 10 %).
+    pub max_rise: f64,
+    /// `forgetting.stop`: whether passing it stops the run.
+    pub stop: bool,
+    pub sets: Vec<GeneralSetSummary>,
+    /// The largest rise over the sets for the written weights.
+    pub rise: Option<f64>,
+    /// Whether any evaluation passed `max_rise`.
+    pub alarmed: bool,
+}
+
+/// One general-domain set of [`ForgettingSummary`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GeneralSetSummary {
+    pub name: String,
+    /// `perplexity` or `accuracy` (tuneguard-metrics names).
+    pub metric: String,
+    pub base: f64,
+    /// With the weights written to the run folder.
+    #[serde(rename = "final")]
+    pub final_value: Option<f64>,
+    /// Relative rise of `final` against `base`, positive = worse: (final − base) / base for a
+    /// perplexity, (base − final) / base for an accuracy.
+    pub rise: Option<f64>,
+    /// The largest rise seen at any evaluation, and its step.
+    pub worst_rise: Option<f64>,
+    pub worst_step: Option<u64>,
 }

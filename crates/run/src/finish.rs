@@ -6,6 +6,7 @@ use crate::prepare::Prepared;
 use crate::train_loop::{LoopCtx, LoopState};
 use crate::types::{EarlyStoppingSummary, Progress, Result, Summary};
 use crate::write_atomic;
+use tuneguard_records::{ForgettingSummary, GeneralSetSummary};
 use tuneguard_train::checkpoint;
 use tuneguard_train::eval::evaluate;
 
@@ -36,6 +37,7 @@ pub fn finish(
         }
     }
     let final_metrics = if ctx.val.is_empty() { None } else { Some(evaluate(&loaded.model, ctx.val)?) };
+    let forgetting = forgetting_summary(ctx, &loaded.model, &st, progress)?;
     if recipe.is_full() {
         tuneguard_model::save::save_hf_dir(loaded, &out.join("model"))?;
     } else {
@@ -83,6 +85,7 @@ pub fn finish(
         warnings: ctx.warnings.to_vec(),
         lints: prepared.lints.clone(),
         resumed_from_step: resumed_from,
+        forgetting,
         legacy_tokenize: None,
         legacy_val_tokenize: None,
     };
@@ -96,4 +99,38 @@ pub fn finish(
         tracing::warn!("the loop ended before its planned steps without a reason");
     }
     Ok(summary)
+}
+
+/// The general sets measured with the written weights, against the base (none without
+/// `[forgetting]` sets).
+fn forgetting_summary(
+    ctx: &LoopCtx,
+    model: &tuneguard_model::llama::Llama,
+    st: &LoopState,
+    progress: &mut dyn Progress,
+) -> Result<Option<ForgettingSummary>> {
+    let Some(g) = crate::train_loop::measure_general(ctx, model, &st.general_base)? else { return Ok(None) };
+    progress.message(&format!("written weights: general {}", crate::train_loop::general_text(ctx, &g)));
+    let f = &ctx.recipe.forgetting;
+    let sets = ctx
+        .general
+        .iter()
+        .enumerate()
+        .map(|(i, set)| GeneralSetSummary {
+            name: set.name.clone(),
+            metric: set.metric().name.to_string(),
+            base: st.general_base.get(i).copied().unwrap_or(f64::NAN),
+            final_value: g.values.get(i).copied(),
+            rise: g.fields.get(&format!("general_{}_rise", set.name)).copied(),
+            worst_rise: st.general_worst.get(i).map(|w| w.0).filter(|r| r.is_finite()),
+            worst_step: st.general_worst.get(i).map(|w| w.1),
+        })
+        .collect();
+    Ok(Some(ForgettingSummary {
+        max_rise: f.max_rise,
+        stop: f.stop,
+        sets,
+        rise: Some(g.rise),
+        alarmed: st.alarms.iter().any(|a| a.kind == tuneguard_train::guards::forgetting::ForgettingAlarm::NAME),
+    }))
 }

@@ -14,9 +14,11 @@ use tuneguard_model::LoadedModel;
 
 pub use crate::config::RunConfig;
 use crate::recipe::Recipe;
+use tuneguard_eval::general::GeneralSet;
 use tuneguard_train::checkpoint;
 use tuneguard_train::eval::evaluate;
 use tuneguard_train::guards::early_stopping::{Direction, EarlyStopping, EarlyStoppingConfig};
+use tuneguard_train::guards::forgetting::ForgettingAlarm;
 use tuneguard_train::guards::overfitting::OverfitAlarm;
 use tuneguard_train::init::init_lora;
 use tuneguard_train::optim::{prepare_full_finetune, trainable_params, trainable_refs, AdamW, AdamWConfig};
@@ -334,6 +336,9 @@ fn execute(
     for w in &warnings {
         progress.message(&format!("warning: {w}"));
     }
+    let general = general_sets(recipe, &loaded, &prepared, progress)?;
+    // The loop reads the tokenizer while the model is trained in `loaded`.
+    let tokenizer = loaded.tokenizer.clone();
     let ctx = LoopCtx {
         config,
         recipe,
@@ -344,6 +349,8 @@ fn execute(
         eval_every,
         record: &record,
         warnings: &warnings,
+        general: &general,
+        tokenizer: &tokenizer,
     };
     let (state, resumed_from) = if resuming {
         let st = restore(&ctx, &mut loaded.model, &mut opt, &fingerprint, total_steps)?;
@@ -359,6 +366,33 @@ fn execute(
     finish::finish(&ctx, &mut loaded, st, &prepared, trainable, resumed_from, progress)
 }
 
+/// The `[forgetting]` sets, read and tokenized. They are measured at each evaluation, so they
+/// need validation data.
+fn general_sets(
+    recipe: &Recipe,
+    loaded: &tuneguard_model::LoadedModel,
+    prepared: &prepare::Prepared,
+    progress: &mut dyn Progress,
+) -> Result<Vec<GeneralSet>> {
+    let tasks = &recipe.forgetting.task;
+    if tasks.is_empty() {
+        return Ok(Vec::new());
+    }
+    if prepared.val.is_empty() {
+        return Err(RunError::Forgetting(
+            "the general sets are measured at each evaluation, and evaluations need validation data; set data.val_size or data.val_file".into(),
+        ));
+    }
+    let sets = tasks
+        .iter()
+        .map(|t| GeneralSet::prepare(t, &loaded.tokenizer))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| RunError::Forgetting(e.to_string()))?;
+    let names: Vec<String> = sets.iter().map(|s| format!("{} ({})", s.name, s.metric().name)).collect();
+    progress.message(&format!("forgetting guard: measuring {} at each evaluation", names.join(", ")));
+    Ok(sets)
+}
+
 /// The state of a run starting from step 0; `metrics.jsonl` starts with the base model's
 /// evaluation (step 0) when there is validation data.
 fn fresh_state(
@@ -372,6 +406,7 @@ fn fresh_state(
     let recipe = ctx.recipe;
     let alarm = OverfitAlarm::new(recipe.train.overfit_alarm_evals, ctx.config.direction == Direction::Minimize);
     let mut st = LoopState::new(total_steps, tracker, alarm, data_fingerprint, recipe.training_fingerprint());
+    st.forgetting = ForgettingAlarm::new(recipe.forgetting.max_rise, recipe.forgetting.stop);
     let metrics = ctx.out.join(tuneguard_records::METRICS_FILE);
     std::fs::write(&metrics, "").map_err(io(&metrics))?; // the run has started
     if !ctx.val.is_empty() {
@@ -386,9 +421,19 @@ fn fresh_state(
             base.token_accuracy,
             t0.elapsed().as_secs_f64()
         ));
-        let line = serde_json::to_string(&EvalRecord::new(0, &base, None)).unwrap_or_default();
+        let general = train_loop::measure_general(ctx, model, &[])?;
+        let no_fields = std::collections::BTreeMap::new();
+        let fields = general.as_ref().map_or(&no_fields, |g| &g.fields);
+        let rec = EvalRecord::new(0, &base, None);
+        let line =
+            serde_json::to_string(&tuneguard_records::EvalLine { record: &rec, general: fields }).unwrap_or_default();
         std::fs::write(&metrics, line + "\n").map_err(io(&metrics))?;
         st.base_eval = Some(base);
+        if let Some(g) = general {
+            progress.message(&format!("base model: general {}", train_loop::general_text(ctx, &g)));
+            st.general_worst = vec![(0.0, 0); g.values.len()];
+            st.general_base = g.values;
+        }
     }
     Ok(st)
 }

@@ -17,12 +17,17 @@ use crate::recipe::Recipe;
 use crate::rows::TrainRow;
 use crate::types::{Alarm, EvalRecord, Progress, Result, RunError, StepMetrics};
 use tuneguard_data::splitmix64;
+use tuneguard_eval::general::GeneralSet;
+use tuneguard_model::tokenizer::TextTokenizer;
 use tuneguard_records::{LineKind, METRICS_FILE};
 use tuneguard_train::eval::evaluate;
 use tuneguard_train::guards::early_stopping::EarlyStopping;
+use tuneguard_train::guards::forgetting::{relative_rise, ForgettingAlarm};
 use tuneguard_train::guards::overfitting::OverfitAlarm;
 use tuneguard_train::guards::watchdog::LossWatchdog;
-use tuneguard_train::guards::{observe_all, EvalObservation, Guard, Observation, Verdict, Verdicts};
+use tuneguard_train::guards::{
+    observe_all, EvalObservation, GeneralObservation, Guard, Observation, Verdict, Verdicts,
+};
 use tuneguard_train::linear_grad::Dropout;
 use tuneguard_train::optim::{clip_full_grad_norm, clip_grad_norm, AdamW};
 use tuneguard_train::regularize::{add_l1_full, add_l1_lora, Neftune};
@@ -61,6 +66,14 @@ pub struct LoopState {
     /// [`Recipe::training_fingerprint`] of the run (a resume refuses an edited recipe).
     #[serde(default)]
     pub recipe_fingerprint: String,
+    /// The forgetting guard, and each general set's value with the base model.
+    #[serde(default)]
+    pub forgetting: ForgettingAlarm,
+    #[serde(default)]
+    pub general_base: Vec<f64>,
+    /// Each general set's largest rise so far and its step.
+    #[serde(default)]
+    pub general_worst: Vec<(f64, u64)>,
 }
 
 impl LoopState {
@@ -91,6 +104,9 @@ impl LoopState {
             data_fingerprint,
             base_eval: None,
             recipe_fingerprint,
+            forgetting: ForgettingAlarm::default(),
+            general_base: Vec::new(),
+            general_worst: Vec::new(),
         }
     }
 
@@ -113,6 +129,9 @@ pub struct LoopCtx<'a> {
     pub record: &'a crate::recipe::RunRecord,
     /// Setup warnings already logged, for the summary.
     pub warnings: &'a [String],
+    /// The forgetting guard's general-domain sets (`[forgetting]`), and the tokenizer they need.
+    pub general: &'a [GeneralSet],
+    pub tokenizer: &'a TextTokenizer,
 }
 
 /// Rows for the next step: a fresh seeded shuffle per epoch, consumed in order across steps.
@@ -227,6 +246,7 @@ pub fn train_loop(
             first_train_loss: first,
             smoothed_train_loss: st.smoothed_loss(t.loss_ema),
             eval: None,
+            general: None,
         };
         let verdicts = observe_all(&mut guards(&mut st, &mut watchdog(ctx)), &obs);
         report_warnings(&mut st, &verdicts, progress);
@@ -251,8 +271,41 @@ fn watchdog(ctx: &LoopCtx) -> LossWatchdog {
 /// The guards, in the order they are consulted. Early stopping always runs: without it
 /// (`early_stopping.enabled = false`) its patience is unbounded, so it only tracks the best
 /// evaluation (see `tracker` in lib.rs).
-fn guards<'a>(st: &'a mut LoopState, watchdog: &'a mut LossWatchdog) -> [&'a mut dyn Guard; 3] {
-    [watchdog, &mut st.tracker, &mut st.alarm]
+fn guards<'a>(st: &'a mut LoopState, watchdog: &'a mut LossWatchdog) -> [&'a mut dyn Guard; 4] {
+    [watchdog, &mut st.tracker, &mut st.alarm, &mut st.forgetting]
+}
+
+/// The general sets measured on a model: their values (in `ctx.general`'s order) and the
+/// `general_*` fields of the evaluation line.
+pub struct GeneralReading {
+    pub values: Vec<f64>,
+    pub fields: std::collections::BTreeMap<String, f64>,
+    /// The largest rise against the base, and `set metric` it comes from.
+    pub rise: f64,
+    pub what: String,
+}
+
+/// Measures every general set on `model`; `base` (empty at step 0) gives the rises.
+pub fn measure_general(ctx: &LoopCtx, model: &Llama, base: &[f64]) -> Result<Option<GeneralReading>> {
+    if ctx.general.is_empty() {
+        return Ok(None);
+    }
+    let mut r =
+        GeneralReading { values: Vec::new(), fields: Default::default(), rise: f64::NEG_INFINITY, what: String::new() };
+    for (i, set) in ctx.general.iter().enumerate() {
+        let m = set.metric();
+        let v = set.measure(model, ctx.tokenizer).map_err(|e| RunError::Forgetting(e.to_string()))?;
+        let rise = base.get(i).map_or(0.0, |&b| relative_rise(b, v, m.higher_is_better));
+        r.fields.insert(format!("general_{}_{}", set.name, m.name), v);
+        r.fields.insert(format!("general_{}_rise", set.name), rise);
+        if rise > r.rise {
+            r.rise = rise;
+            r.what = format!("{} {}", set.name, m.name);
+        }
+        r.values.push(v);
+    }
+    r.fields.insert("general_rise".into(), r.rise);
+    Ok(Some(r))
 }
 
 /// Logs each warning and lists it among the summary's alarms.
@@ -279,6 +332,20 @@ fn end_if_asked(st: &mut LoopState, verdicts: &Verdicts, progress: &mut dyn Prog
     }
 }
 
+/// `wikitext2 perplexity 20.61 (+3.2 %)` for each set.
+pub fn general_text(ctx: &LoopCtx, g: &GeneralReading) -> String {
+    let parts: Vec<String> = ctx
+        .general
+        .iter()
+        .zip(&g.values)
+        .map(|(set, v)| {
+            let rise = g.fields.get(&format!("general_{}_rise", set.name)).copied().unwrap_or(0.0);
+            format!("{} {} {v:.4} ({:+.1} %)", set.name, set.metric().name, 100.0 * rise)
+        })
+        .collect();
+    parts.join(", ")
+}
+
 /// Evaluates, shows the evaluation to the guards, and logs it.
 fn evaluation(
     ctx: &LoopCtx,
@@ -290,14 +357,33 @@ fn evaluation(
     progress: &mut dyn Progress,
 ) -> Result<()> {
     let m = evaluate(model, ctx.val)?;
+    let general = measure_general(ctx, model, &st.general_base)?;
+    if let Some(g) = &general {
+        st.general_worst.resize(g.values.len(), (f64::NEG_INFINITY, 0));
+        for (i, set) in ctx.general.iter().enumerate() {
+            let rise = g.fields.get(&format!("general_{}_rise", set.name)).copied().unwrap_or(0.0);
+            if rise > st.general_worst[i].0 {
+                st.general_worst[i] = (rise, st.step);
+            }
+        }
+    }
     let metric = ctx.recipe.early_stopping.metric;
     let mut rec = EvalRecord::new(st.step, &m, step_obs.smoothed_train_loss);
-    let obs = Observation { eval: Some(EvalObservation { metrics: &m, metric }), ..step_obs };
+    let obs = Observation {
+        eval: Some(EvalObservation { metrics: &m, metric }),
+        general: general.as_ref().map(|g| GeneralObservation { rise: g.rise, what: &g.what }),
+        ..step_obs
+    };
     let verdicts = observe_all(&mut guards(st, &mut watchdog(ctx)), &obs);
     rec.is_best = st.tracker.best().is_some_and(|(s, _)| s == st.step);
     report_warnings(st, &verdicts, progress);
     rec.overfitting_alarm = verdicts.warnings().any(|(guard, _)| guard == OverfitAlarm::NAME);
-    append_line(metrics, metrics_path, &rec)?;
+    let no_fields = std::collections::BTreeMap::new();
+    let fields = general.as_ref().map_or(&no_fields, |g| &g.fields);
+    append_line(metrics, metrics_path, &tuneguard_records::EvalLine { record: &rec, general: fields })?;
     progress.eval(&rec);
+    if let Some(g) = &general {
+        progress.message(&format!("step {}: general {}", st.step, general_text(ctx, g)));
+    }
     end_if_asked(st, &verdicts, progress)
 }

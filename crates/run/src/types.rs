@@ -43,6 +43,9 @@ pub enum RunError {
     Audit(String),
     #[error(transparent)]
     AuditInput(#[from] tuneguard_audit::AuditError),
+    /// A general-domain set of `[forgetting]` cannot be read or measured.
+    #[error("forgetting.task: {0}")]
+    Forgetting(String),
     /// `--resume` on a folder it cannot continue.
     #[error("cannot resume {dir}: {reason}")]
     Resume { dir: PathBuf, reason: String },

@@ -48,6 +48,8 @@ pub struct Recipe {
     pub augment: AugmentSection,
     #[serde(default)]
     pub audit: AuditSection,
+    #[serde(default, skip_serializing_if = "ForgettingSection::is_default")]
+    pub forgetting: ForgettingSection,
     pub output: OutputSection,
     /// Written by a run into its `config.toml`; see [`RunRecord`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +92,7 @@ impl Recipe {
             rel(p);
         }
         recipe.data.trusted_keys.iter_mut().for_each(rel);
+        recipe.forgetting.task.iter_mut().for_each(|t| rel(t.data_mut()));
         rel(&mut recipe.output.dir);
         if let Some(p) = recipe.model.path.as_mut() {
             rel(p);
@@ -152,6 +155,7 @@ impl Recipe {
             abs(p);
         }
         r.data.trusted_keys.iter_mut().for_each(abs);
+        r.forgetting.task.iter_mut().for_each(|t| abs(t.data_mut()));
         r
     }
 

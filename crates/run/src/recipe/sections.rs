@@ -270,6 +270,44 @@ impl Default for ValSizeSpec {
     }
 }
 
+/// `[forgetting]`: general-domain sets measured with the base model at step 0 and at every
+/// evaluation (`general_*` fields in `metrics.jsonl`, `forgetting` in `summary.json`), and the
+/// alarm on their relative rise.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ForgettingSection {
+    /// The sets, as `[[forgetting.task]]` tables of a `tuneguard eval` suite: `kind =
+    /// "perplexity"` (general text) or `"multiple_choice"`; `data` relative to the recipe.
+    #[serde(default)]
+    pub task: Vec<tuneguard_eval::suite::TaskConfig>,
+    /// The relative rise against the base model (positive = worse) that fires the alarm
+    /// (0.1 = 10 %).
+    #[serde(default = "d_max_rise")]
+    pub max_rise: f64,
+    /// Stop the run (keeping the best weights) when the rise passes `max_rise`, instead of
+    /// warning.
+    #[serde(default)]
+    pub stop: bool,
+}
+
+impl ForgettingSection {
+    /// No set and default settings: left out of a written `config.toml` (so recipes without
+    /// it keep their fingerprint).
+    pub fn is_default(&self) -> bool {
+        *self == ForgettingSection::default()
+    }
+}
+
+impl Default for ForgettingSection {
+    fn default() -> Self {
+        ForgettingSection { task: Vec::new(), max_rise: d_max_rise(), stop: false }
+    }
+}
+
+fn d_max_rise() -> f64 {
+    0.1
+}
+
 /// `[run]` of a run folder's `config.toml`, and `run` of its `summary.json` (defined in
 /// tuneguard-records, with the summary).
 pub use tuneguard_records::RunRecord;

@@ -74,6 +74,7 @@ impl Recipe {
             f64k("train.loss_ema", t.loss_ema, Range::ZeroToOneOpen),
             f64k("early_stopping.min_delta", es.min_delta, Range::NonNegative),
             f64k("data.near_dup_threshold", d.near_dup_threshold, Range::AboveZeroToOne),
+            f64k("forgetting.max_rise", self.forgetting.max_rise, Range::Positive),
         ];
         if let Some(f) = d.max_reject_fraction {
             keys.push(f64k("data.max_reject_fraction", f, Range::ZeroToOne));
@@ -95,6 +96,18 @@ impl Recipe {
             if !range.contains(v) {
                 return bad(key, format!("must be {range}, got {shown}"));
             }
+        }
+        for t in &self.forgetting.task {
+            if matches!(t, tuneguard_eval::suite::TaskConfig::Generation(_)) {
+                return bad(
+                    "forgetting.task",
+                    format!("`{}` is a generation task; use kind = \"perplexity\" or \"multiple_choice\"", t.name()),
+                );
+            }
+            t.check().map_err(|e| RecipeError::Invalid {
+                key: "forgetting.task".into(),
+                reason: format!("`{}`: {e}", t.name()),
+            })?;
         }
         let o = &self.optim;
         // AdamW multiplies every weight by 1 − lr·weight_decay at each step: at 1 or above the

@@ -1,5 +1,5 @@
-//! Guards that watch a run: early stopping (stops it), the overfitting alarm (warns) and the
-//! loss watchdog (aborts a diverging run).
+//! Guards that watch a run: early stopping (stops it), the overfitting alarm (warns), the
+//! forgetting alarm (warns or stops) and the loss watchdog (aborts a diverging run).
 //!
 //! Every guard implements [`Guard`]: the training loop shows each of its guards the same
 //! [`Observation`] and acts on their [`Verdict`]s ([`observe_all`]). A new guard (a forgetting
@@ -19,6 +19,7 @@
 //! A guard whose state must survive a resume is serializable and kept in the loop's
 //! checkpointed state.
 pub mod early_stopping;
+pub mod forgetting;
 pub mod overfitting;
 pub mod watchdog;
 
@@ -40,6 +41,17 @@ pub struct Observation<'a> {
     pub smoothed_train_loss: Option<f64>,
     /// The evaluation at this step; None on the step's own observation.
     pub eval: Option<EvalObservation<'a>>,
+    /// The general-domain measurement at this step's evaluation (the forgetting guard's).
+    pub general: Option<GeneralObservation<'a>>,
+}
+
+/// The general-domain sets measured at an evaluation, reduced to the largest relative rise
+/// against the base model ([`forgetting::relative_rise`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GeneralObservation<'a> {
+    pub rise: f64,
+    /// The set and metric of that rise, e.g. `wikitext2 perplexity`.
+    pub what: &'a str,
 }
 
 /// A validation evaluation, and the metric the recipe tracks (early stopping's).
@@ -128,8 +140,14 @@ mod tests {
         for (i, &(loss, val)) in steps.iter().enumerate() {
             let step = i as u64 + 1;
             ema = Some(ema.map_or(loss, |e| 0.5 * e + 0.5 * loss));
-            let obs =
-                Observation { step, train_loss: loss, first_train_loss: first, smoothed_train_loss: ema, eval: None };
+            let obs = Observation {
+                step,
+                train_loss: loss,
+                first_train_loss: first,
+                smoothed_train_loss: ema,
+                eval: None,
+                general: None,
+            };
             let m = val.map(metrics);
             let mut observations = vec![obs];
             if let Some(m) = &m {
