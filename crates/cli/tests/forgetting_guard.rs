@@ -124,6 +124,8 @@ fn general_sets_are_measured_at_every_evaluation_as_eval_measures_them() {
     assert_eq!(f["sets"][1]["final"], at_best["general_sst2_accuracy"], "{s}");
     assert_eq!(f["rise"], at_best["general_rise"]);
     assert_eq!(f["alarmed"], false);
+    let report = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(report.contains("General ability (forgetting guard)") && report.contains("wikitext2 rise"));
 }
 
 #[test]

@@ -336,7 +336,9 @@ fn charts(run: &RunData) -> Result<Markup> {
     let loss = chart_figure(&plot::loss_chart(run))?;
     let lr = chart_figure(&plot::field_chart(run, "Learning rate", "learning rate", Field::Lr))?;
     let tps = chart_figure(&plot::field_chart(run, "Throughput", "tokens/s", Field::TokensPerS))?;
-    Ok(html! { h2 { "Training curves" } (loss) (lr) (tps) })
+    let general = plot::general_chart(run);
+    let general = if plot::has_points(&general) { Some(chart_figure(&general)?) } else { None };
+    Ok(html! { h2 { "Training curves" } (loss) @if let Some(g) = general { (g) } (lr) (tps) })
 }
 
 /// A finite number of a JSON value.

@@ -213,6 +213,40 @@ pub(crate) fn field_chart(run: &RunData, caption: &str, y_desc: &str, which: Fie
     Chart { caption: caption.into(), y_desc: y_desc.into(), series, markers: Vec::new(), legend: false }
 }
 
+/// The forgetting guard's relative rise of each general-domain set against the base model, in
+/// percent, per evaluation (`general_<set>_rise` of the eval lines; empty for runs without
+/// `[forgetting]`).
+pub(crate) fn general_chart(run: &RunData) -> Chart {
+    const COLORS: [RGBColor; 4] = [VAL_COLOR, LR_COLOR, TPS_COLOR, TRAIN_COLOR];
+    let mut sets: Vec<String> = Vec::new();
+    for e in &run.evals {
+        for k in e.line.general().keys() {
+            if let Some(set) = k.strip_prefix("general_").and_then(|k| k.strip_suffix("_rise")) {
+                if !set.is_empty() && !sets.iter().any(|s| s == set) {
+                    sets.push(set.to_string());
+                }
+            }
+        }
+    }
+    let series = sets
+        .iter()
+        .enumerate()
+        .map(|(i, set)| {
+            let key = format!("general_{set}_rise");
+            let points =
+                run.evals.iter().filter_map(|e| e.line.general().get(&key).map(|r| (e.step, 100.0 * r))).collect();
+            Series { label: format!("{set} rise"), color: COLORS[i % COLORS.len()], stroke: 2, points, dots: true }
+        })
+        .collect();
+    Chart {
+        caption: "General ability (forgetting guard)".into(),
+        y_desc: "rise against the base (%)".into(),
+        series,
+        markers: Vec::new(),
+        legend: true,
+    }
+}
+
 #[derive(Clone, Copy)]
 pub(crate) enum Field {
     Lr,
