@@ -53,10 +53,11 @@ struct Common {
     /// adapter directory or a training run folder.
     #[arg(long)]
     compare: Option<PathBuf>,
-    /// Bootstrap resamples for the 95 % confidence intervals; 0 = none.
+    /// Bootstrap resamples for the 95 % confidence intervals; 0 = none (default 1000, or the
+    /// suite file's `bootstrap`).
     #[arg(long)]
     bootstrap: Option<usize>,
-    /// Seed of the bootstrap resampling.
+    /// Seed of the bootstrap resampling (default 0, or the suite file's `seed`).
     #[arg(long)]
     seed: Option<u64>,
     /// Print one JSON object instead of the table.
@@ -93,10 +94,12 @@ struct ChoiceArgs {
     /// JSONL file, one question per line.
     data: PathBuf,
     /// Jinja template of the prompt over the row's fields, e.g.
-    /// '{{text}}\nQuestion: Is this sentence positive or negative?\nAnswer:'.
+    /// '{{text}}\nQuestion: Is this sentence positive or negative?\nAnswer:' (\n, \t and \\ are
+    /// read as a newline, a tab and a backslash, as in a suite's TOML string).
     #[arg(long)]
     prompt: String,
     /// The same choices for every row, comma-separated (index 0 first): negative,positive.
+    /// One of --choices and --choices-field is required.
     #[arg(long, value_delimiter = ',', conflicts_with = "choices_field")]
     choices: Option<Vec<String>>,
     /// The row field holding each row's list of choices.
@@ -122,7 +125,8 @@ struct ChoiceArgs {
 struct GenerationArgs {
     /// JSONL file, one prompt per line.
     data: PathBuf,
-    /// Jinja template of the prompt over the row's fields, e.g. '{{instruction}}'.
+    /// Jinja template of the prompt over the row's fields, e.g. '{{instruction}}' (\n, \t and \\
+    /// are read as a newline, a tab and a backslash).
     #[arg(long)]
     prompt: String,
     /// The row field of the reference answer (a string or a list of strings).
@@ -172,11 +176,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
             let t = ChoiceTask {
                 name: None,
                 data: a.data,
-                prompt: a.prompt,
+                prompt: unescape(&a.prompt),
                 choices: a.choices,
                 choices_field: a.choices_field,
                 label: a.label,
-                delimiter: a.delimiter,
+                delimiter: unescape(&a.delimiter),
                 id_field: a.id_field,
                 max_items: a.max_items,
             };
@@ -186,7 +190,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             let t = GenerationTask {
                 name: None,
                 data: a.data,
-                prompt: a.prompt,
+                prompt: unescape(&a.prompt),
                 reference: a.reference,
                 chat: !a.no_chat,
                 system: a.system,
@@ -232,6 +236,22 @@ fn run_tasks(c: &Common, tasks: Vec<TaskConfig>, suite_defaults: Option<(usize, 
             .into());
         }
     }
+    if let Some(dir) = &c.output {
+        if dir.exists() && !dir.is_dir() {
+            return Err(EvalError::Setting {
+                flag: "--output",
+                reason: format!("{} exists and is not a folder", dir.display()),
+            }
+            .into());
+        }
+    }
+    if c.compare.as_deref() == Some(Path::new("base")) && c.adapter.is_none() {
+        return Err(EvalError::Setting {
+            flag: "--compare",
+            reason: "`base` is the model without the adapter; give --adapter too (or --compare ADAPTER)".into(),
+        }
+        .into());
+    }
     let (default_resamples, default_seed) = suite_defaults.unwrap_or((1000, 0));
     let resamples = c.bootstrap.unwrap_or(default_resamples);
     let bootstrap =
@@ -271,6 +291,37 @@ fn run_tasks(c: &Common, tasks: Vec<TaskConfig>, suite_defaults: Option<(usize, 
         out!("wrote {}", dir.join("index.html").display());
     }
     Ok(())
+}
+
+/// `\n`, `\t` and `\\` in a command-line string read as a newline, a tab and a backslash
+/// (a shell's single quotes pass them literally); any other backslash stays as it is.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.peek() {
+                Some('n') => {
+                    out.push('\n');
+                    chars.next();
+                    continue;
+                }
+                Some('t') => {
+                    out.push('\t');
+                    chars.next();
+                    continue;
+                }
+                Some('\\') => {
+                    out.push('\\');
+                    chars.next();
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A PEFT adapter directory: `dir` itself, or a run folder's `adapter/`.
@@ -364,11 +415,12 @@ fn print_table(o: &EvalOutput) -> Result<()> {
     for (i, t) in o.this.tasks.iter().enumerate() {
         out!("");
         out!(
-            "{} ({}, {}: {} rows, {:.1} s, {:.1} {})",
+            "{} ({}, {}: {} {}, {:.1} s, {:.1} {})",
             t.name,
             t.task,
             t.data.display(),
             t.rows,
+            if t.rows == 1 { "row" } else { "rows" },
             t.seconds,
             t.throughput,
             t.throughput_unit
@@ -407,4 +459,16 @@ fn print_table(o: &EvalOutput) -> Result<()> {
 /// Whether an error is bad input (exit 2).
 pub fn is_bad_input(e: &anyhow::Error) -> bool {
     e.downcast_ref::<EvalError>().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape;
+
+    #[test]
+    fn escapes_of_a_command_line_prompt() {
+        assert_eq!(unescape(r"{{text}}\nAnswer:\t\\x \q"), "{{text}}\nAnswer:\t\\x \\q");
+        assert_eq!(unescape("real\nnewline"), "real\nnewline");
+        assert_eq!(unescape(r"end\"), "end\\");
+    }
 }

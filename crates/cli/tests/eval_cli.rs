@@ -128,8 +128,15 @@ fn choice_json_counts_add_up_and_bad_choice_input_is_exit_2() {
     std::fs::write(&bad_label, "{\"text\": \"fine\", \"label\": 2}\n").unwrap();
     let no_label = no_label.display().to_string();
     let bad_label = bad_label.display().to_string();
-    let cases: [(Vec<&str>, &str); 5] = [
+    let file = dir.path().join("a_file");
+    std::fs::write(&file, "").unwrap();
+    let file = file.display().to_string();
+    let cases: [(Vec<&str>, &str); 9] = [
         (vec![&data], "choices: missing"),
+        (vec![&data, "--choices", "a,a"], "choice 1 (\"a\") repeats"),
+        (vec![&data, "--choices", "a,"], "choice 1 is empty"),
+        (vec![&data, "--choices", "a,b", "--compare", "base"], "give --adapter too"),
+        (vec![&data, "--choices", "a,b", "--output", &file], "exists and is not a folder"),
         (vec![&data, "--choices", "positive"], "at least two choices"),
         (vec!["/nonexistent/sst2.jsonl", "--choices", "a,b"], "/nonexistent/sst2.jsonl"),
         (vec![&no_label, "--choices", "a,b"], "no_label.jsonl:2: no `label` field"),
@@ -164,8 +171,22 @@ fn a_suite_runs_its_tasks_compares_and_writes_a_page() {
     std::fs::write(&suite, text).unwrap();
     let page = dir.path().join("page");
     let (suite_s, page_s) = (suite.display().to_string(), page.display().to_string());
-    let out =
-        tuneguard(&["eval", "suite", &suite_s, "--model", &model, "--compare", "base", "--output", &page_s, "--json"]);
+    // PEFT's adapter after 5 training steps (../shared/golden), against the base model.
+    let adapter = repo_root().join("../shared/golden/peft_lora_r4/adapter_after_5_steps").display().to_string();
+    let out = tuneguard(&[
+        "eval",
+        "suite",
+        &suite_s,
+        "--model",
+        &model,
+        "--adapter",
+        &adapter,
+        "--compare",
+        "base",
+        "--output",
+        &page_s,
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tasks = v["tasks"].as_array().unwrap();
@@ -173,12 +194,17 @@ fn a_suite_runs_its_tasks_compares_and_writes_a_page() {
     assert_eq!(kinds, ["perplexity", "multiple_choice", "generation"]);
     assert_eq!(tasks[0]["name"], "wikitext2_test");
     assert_eq!(tasks[2]["per_item"].as_array().unwrap().len(), 3);
-    // The same model twice: every compared value is the same.
-    for (a, b) in tasks.iter().zip(v["compare"]["tasks"].as_array().unwrap()) {
+    assert_eq!(v["adapter"].as_str(), Some(adapter.as_str()));
+    assert!(v["compare"]["adapter"].is_null());
+    // The compared evaluation is the base model's: the same values as a run without adapter.
+    let base = tuneguard(&["eval", "suite", &suite_s, "--model", &model, "--json"]);
+    let base: serde_json::Value = serde_json::from_slice(&base.stdout).unwrap();
+    for (a, b) in base["tasks"].as_array().unwrap().iter().zip(v["compare"]["tasks"].as_array().unwrap()) {
         for key in ["perplexity", "accuracy", "token_f1"] {
             assert_eq!(a.get(key), b.get(key), "{key}");
         }
     }
+    assert_ne!(tasks[0]["perplexity"], base["tasks"][0]["perplexity"], "the adapter changes the model");
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(page.join("eval.json")).unwrap()).unwrap();
     assert_eq!(saved, v);

@@ -153,6 +153,16 @@ fn a_rise_above_max_rise_stops_the_run_when_asked_and_bad_sets_are_refused() {
         ),
         ("missing", "[[forgetting.task]]\nkind = \"perplexity\"\ndata = \"nowhere.jsonl\"\n", "nowhere.jsonl"),
         ("key", "[[forgetting.task]]\nkind = \"perplexity\"\ndata = \"x\"\nwindw = 3\n", "unknown field `windw`"),
+        (
+            "twice",
+            "[[forgetting.task]]\nname = \"sst2\"\nkind = \"perplexity\"\ndata = \"recipe.toml\"\n",
+            "two sets are named `sst2`",
+        ),
+        (
+            "window",
+            "[[forgetting.task]]\nname = \"w\"\nkind = \"perplexity\"\ndata = \"recipe.toml\"\nwindow = 100000\n",
+            "`w`: window: 100000 tokens exceed",
+        ),
     ] {
         let d = dir.path().join(name);
         std::fs::create_dir_all(&d).unwrap();

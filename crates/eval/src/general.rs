@@ -24,12 +24,21 @@ pub struct GeneralSet {
 }
 
 impl GeneralSet {
-    /// Reads and tokenizes `task`'s data.
+    /// Reads and tokenizes `task`'s data for a model with a context of `context` tokens.
     ///
     /// # Errors
-    /// `Setting` for a generation task; bad data as the task's reader reports it.
-    pub fn prepare(task: &TaskConfig, tokenizer: &TextTokenizer) -> Result<Self> {
+    /// `Setting` for a generation task or a window above `context`; bad data as the task's
+    /// reader reports it.
+    pub fn prepare(task: &TaskConfig, tokenizer: &TextTokenizer, context: usize) -> Result<Self> {
         task.check()?;
+        if let TaskConfig::Perplexity(t) = task {
+            if t.window > context {
+                return Err(EvalError::Setting {
+                    flag: "window",
+                    reason: format!("{} tokens exceed the model's context length ({context} tokens)", t.window),
+                });
+            }
+        }
         let prepared = match task {
             TaskConfig::Perplexity(t) => {
                 let texts = read_texts(&t.data, &t.field)?;

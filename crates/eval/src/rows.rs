@@ -56,7 +56,7 @@ impl Template {
     pub fn new(flag: &'static str, source: &str) -> Result<Self> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.add_template_owned("t", source.to_string())
+        env.add_template_owned(flag, source.to_string())
             .map_err(|e| EvalError::Setting { flag, reason: format!("the template does not parse: {e}") })?;
         Ok(Template { env, flag })
     }
@@ -66,7 +66,7 @@ impl Template {
     /// # Errors
     /// `Row` (file:line) when the template names a field the row lacks.
     pub fn render(&self, path: &Path, row: &Row) -> Result<String> {
-        let t = self.env.get_template("t").map_err(|e| self.setting(e))?;
+        let t = self.env.get_template(self.flag).map_err(|e| self.setting(e))?;
         t.render(minijinja::value::Serde(&row.fields)).map_err(|e| EvalError::Row {
             path: path.to_path_buf(),
             line: row.line,

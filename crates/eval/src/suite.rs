@@ -231,6 +231,15 @@ impl ChoiceTask {
                     reason: format!("needs at least two choices, got {}", c.len()),
                 });
             }
+            if let Some(i) = c.iter().position(|x| x.trim().is_empty()) {
+                return Err(EvalError::Setting { flag: "choices", reason: format!("choice {i} is empty") });
+            }
+            if let Some((i, x)) = c.iter().enumerate().find(|(i, x)| c[..*i].contains(x)) {
+                return Err(EvalError::Setting {
+                    flag: "choices",
+                    reason: format!("choice {i} ({x:?}) repeats an earlier one"),
+                });
+            }
         }
         Ok(ChoiceSpec {
             prompt: Template::new("prompt", &self.prompt)?,
@@ -428,6 +437,14 @@ mod tests {
             (
                 "[[task]]\nkind = \"multiple_choice\"\ndata = \"x\"\nprompt = \"p\"\nchoices = [\"a\"]\n",
                 "at least two choices",
+            ),
+            (
+                "[[task]]\nkind = \"multiple_choice\"\ndata = \"x\"\nprompt = \"p\"\nchoices = [\"a\", \" \"]\n",
+                "choice 1 is empty",
+            ),
+            (
+                "[[task]]\nkind = \"multiple_choice\"\ndata = \"x\"\nprompt = \"p\"\nchoices = [\"a\", \"b\", \"a\"]\n",
+                "choice 2 (\"a\") repeats",
             ),
             ("[[task]]\nkind = \"perplexity\"\ndata = \"x\"\nstride = 0\n", "--stride"),
             ("seed = 1\n", "missing field `task`"),

@@ -49,7 +49,10 @@ fn perplexity_equals_transformers_for_each_window_and_stride() {
         assert_eq!(ours.windows as u64, c["windows"].as_u64().unwrap());
         let want = c["perplexity"].as_f64().unwrap();
         let rel = (ours.perplexity - want).abs() / want;
-        eprintln!("window {window} stride {stride}: ours {:.6} transformers {want:.6} (rel {rel:.2e})", ours.perplexity);
+        eprintln!(
+            "window {window} stride {stride}: ours {:.6} transformers {want:.6} (rel {rel:.2e})",
+            ours.perplexity
+        );
         assert!(rel < 0.005, "window {window} stride {stride}: {} vs {want}", ours.perplexity);
     }
 }
@@ -59,7 +62,8 @@ fn sst2_choices_equal_transformers_item_by_item() {
     let Some(model) = require_default_model() else { return };
     let m = tuneguard_model::load(&model).unwrap();
     let r = &reference()["sst2"];
-    let choices: Vec<String> = r["choices"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().trim().to_string()).collect();
+    let choices: Vec<String> =
+        r["choices"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().trim().to_string()).collect();
     let rows: Vec<Value> = std::fs::read_to_string(repo_root().join("data/eval/sst2_test.jsonl"))
         .unwrap()
         .lines()
@@ -93,7 +97,9 @@ fn sst2_choices_equal_transformers_item_by_item() {
         assert_eq!(s.pred_norm as u64, w["pred_norm"].as_u64().unwrap(), "{}", item.id);
         same_pred += 1;
     }
-    eprintln!("sst2: {same_pred}/{n} items with the same choice; largest log-likelihood difference {max_diff:.2e} nats");
+    eprintln!(
+        "sst2: {same_pred}/{n} items with the same choice; largest log-likelihood difference {max_diff:.2e} nats"
+    );
 }
 
 #[test]
@@ -110,12 +116,18 @@ fn greedy_chat_answers_equal_transformers() {
         id_field: None,
     };
     for w in r["items"].as_array().unwrap() {
-        let item = GenItem { line: 0, id: String::new(), prompt: w["user_message"].as_str().unwrap().into(), references: vec![] };
+        let item = GenItem {
+            line: 0,
+            id: String::new(),
+            prompt: w["user_message"].as_str().unwrap().into(),
+            references: vec![],
+        };
         let prompt = prompt_tokens(&m, &spec, &item).unwrap();
         assert_eq!(prompt, ids(&w["prompt_ids"]), "{}", w["id"]);
         // transformers stops at its EOS only; so does this run.
         let eos = r["eos_token_id"].as_u64().unwrap() as u32;
-        let opts = GenerateOptions { max_new_tokens: spec.max_new_tokens, stop_tokens: vec![eos], ..Default::default() };
+        let opts =
+            GenerateOptions { max_new_tokens: spec.max_new_tokens, stop_tokens: vec![eos], ..Default::default() };
         let g = generate(&m.model, &prompt, &opts, |_| std::ops::ControlFlow::Continue(())).unwrap();
         assert_eq!(g.tokens, ids(&w["generated_ids"]), "{}", w["id"]);
     }

@@ -383,11 +383,14 @@ fn general_sets(
             "the general sets are measured at each evaluation, and evaluations need validation data; set data.val_size or data.val_file".into(),
         ));
     }
+    let context = loaded.model.config.max_position_embeddings;
     let sets = tasks
         .iter()
-        .map(|t| GeneralSet::prepare(t, &loaded.tokenizer))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| RunError::Forgetting(e.to_string()))?;
+        .map(|t| {
+            GeneralSet::prepare(t, &loaded.tokenizer, context)
+                .map_err(|e| RunError::Forgetting(format!("`{}`: {e}", t.name())))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let names: Vec<String> = sets.iter().map(|s| format!("{} ({})", s.name, s.metric().name)).collect();
     progress.message(&format!("forgetting guard: measuring {} at each evaluation", names.join(", ")));
     Ok(sets)

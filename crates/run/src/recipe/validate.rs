@@ -1,6 +1,6 @@
 //! The recipe's value checks: every float key against its range, and the keys whose valid
 //! values depend on other keys. Each error names the key.
-use super::{Recipe, RecipeError, Result, ValSizeSpec};
+use super::{ForgettingSection, Recipe, RecipeError, Result, ValSizeSpec};
 
 /// The allowed values of a float key. Every range excludes NaN and ±inf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +97,21 @@ impl Recipe {
                 return bad(key, format!("must be {range}, got {shown}"));
             }
         }
+        let f = &self.forgetting;
+        if f.task.is_empty() && (f.stop || f.max_rise != ForgettingSection::default().max_rise) {
+            return bad(
+                "forgetting.task",
+                "[forgetting] sets max_rise or stop but names no set; add [[forgetting.task]] tables".into(),
+            );
+        }
+        for (i, t) in f.task.iter().enumerate() {
+            if f.task[..i].iter().any(|o| o.name() == t.name()) {
+                return bad(
+                    "forgetting.task",
+                    format!("two sets are named `{}`; give each a distinct `name`", t.name()),
+                );
+            }
+        }
         for t in &self.forgetting.task {
             if matches!(t, tuneguard_eval::suite::TaskConfig::Generation(_)) {
                 return bad(
@@ -108,6 +123,9 @@ impl Recipe {
                 key: "forgetting.task".into(),
                 reason: format!("`{}`: {e}", t.name()),
             })?;
+            if !t.data().is_file() {
+                return bad("forgetting.task", format!("`{}`: {} is not a file", t.name(), t.data().display()));
+            }
         }
         let o = &self.optim;
         // AdamW multiplies every weight by 1 − lr·weight_decay at each step: at 1 or above the
