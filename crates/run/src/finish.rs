@@ -109,8 +109,8 @@ fn forgetting_summary(
     st: &LoopState,
     progress: &mut dyn Progress,
 ) -> Result<Option<ForgettingSummary>> {
-    let Some(g) = crate::train_loop::measure_general(ctx, model, &st.general_base)? else { return Ok(None) };
-    progress.message(&format!("written weights: general {}", crate::train_loop::general_text(ctx, &g)));
+    let Some(g) = crate::forgetting::measure_general(ctx, model, &st.general_base)? else { return Ok(None) };
+    progress.message(&format!("written weights: general {}", crate::forgetting::general_text(ctx, &g)));
     let f = &ctx.recipe.forgetting;
     let sets = ctx
         .general

@@ -14,7 +14,6 @@ use tuneguard_model::LoadedModel;
 
 pub use crate::config::RunConfig;
 use crate::recipe::Recipe;
-use tuneguard_eval::general::GeneralSet;
 use tuneguard_train::checkpoint;
 use tuneguard_train::eval::evaluate;
 use tuneguard_train::guards::early_stopping::{Direction, EarlyStopping, EarlyStoppingConfig};
@@ -27,6 +26,7 @@ pub mod config;
 pub mod recipe;
 
 mod finish;
+mod forgetting;
 mod preflight;
 mod prepare;
 mod record;
@@ -336,7 +336,7 @@ fn execute(
     for w in &warnings {
         progress.message(&format!("warning: {w}"));
     }
-    let general = general_sets(recipe, &loaded, &prepared, progress)?;
+    let general = forgetting::general_sets(recipe, &loaded, &prepared, progress)?;
     // The loop reads the tokenizer while the model is trained in `loaded`.
     let tokenizer = loaded.tokenizer.clone();
     let ctx = LoopCtx {
@@ -364,36 +364,6 @@ fn execute(
     aside.commit();
     let st = train_loop(&ctx, &mut loaded.model, &mut opt, state, progress)?;
     finish::finish(&ctx, &mut loaded, st, &prepared, trainable, resumed_from, progress)
-}
-
-/// The `[forgetting]` sets, read and tokenized. They are measured at each evaluation, so they
-/// need validation data.
-fn general_sets(
-    recipe: &Recipe,
-    loaded: &tuneguard_model::LoadedModel,
-    prepared: &prepare::Prepared,
-    progress: &mut dyn Progress,
-) -> Result<Vec<GeneralSet>> {
-    let tasks = &recipe.forgetting.task;
-    if tasks.is_empty() {
-        return Ok(Vec::new());
-    }
-    if prepared.val.is_empty() {
-        return Err(RunError::Forgetting(
-            "the general sets are measured at each evaluation, and evaluations need validation data; set data.val_size or data.val_file".into(),
-        ));
-    }
-    let context = loaded.model.config.max_position_embeddings;
-    let sets = tasks
-        .iter()
-        .map(|t| {
-            GeneralSet::prepare(t, &loaded.tokenizer, context)
-                .map_err(|e| RunError::Forgetting(format!("`{}`: {e}", t.name())))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let names: Vec<String> = sets.iter().map(|s| format!("{} ({})", s.name, s.metric().name)).collect();
-    progress.message(&format!("forgetting guard: measuring {} at each evaluation", names.join(", ")));
-    Ok(sets)
 }
 
 /// The state of a run starting from step 0; `metrics.jsonl` starts with the base model's
@@ -424,7 +394,7 @@ fn fresh_state(
             base.token_accuracy,
             t0.elapsed().as_secs_f64()
         ));
-        let general = train_loop::measure_general(ctx, model, &[])?;
+        let general = forgetting::measure_general(ctx, model, &[])?;
         let no_fields = std::collections::BTreeMap::new();
         let fields = general.as_ref().map_or(&no_fields, |g| &g.fields);
         let rec = EvalRecord::new(0, &base, None);
@@ -433,7 +403,7 @@ fn fresh_state(
         std::fs::write(&metrics, line + "\n").map_err(io(&metrics))?;
         st.base_eval = Some(base);
         if let Some(g) = general {
-            progress.message(&format!("base model: general {}", train_loop::general_text(ctx, &g)));
+            progress.message(&format!("base model: general {}", forgetting::general_text(ctx, &g)));
             st.general_worst = vec![(0.0, 0); g.values.len()];
             st.general_base = g.values;
         }

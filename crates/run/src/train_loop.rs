@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tuneguard_data::tokenize::TokenizedExample;
 use tuneguard_model::llama::Llama;
 
+use crate::forgetting::{general_text, measure_general};
 use crate::recipe::Recipe;
 use crate::rows::TrainRow;
 use crate::types::{Alarm, EvalRecord, Progress, Result, RunError, StepMetrics};
@@ -22,7 +23,7 @@ use tuneguard_model::tokenizer::TextTokenizer;
 use tuneguard_records::{LineKind, METRICS_FILE};
 use tuneguard_train::eval::evaluate;
 use tuneguard_train::guards::early_stopping::EarlyStopping;
-use tuneguard_train::guards::forgetting::{relative_rise, ForgettingAlarm};
+use tuneguard_train::guards::forgetting::ForgettingAlarm;
 use tuneguard_train::guards::overfitting::OverfitAlarm;
 use tuneguard_train::guards::watchdog::LossWatchdog;
 use tuneguard_train::guards::{
@@ -275,39 +276,6 @@ fn guards<'a>(st: &'a mut LoopState, watchdog: &'a mut LossWatchdog) -> [&'a mut
     [watchdog, &mut st.tracker, &mut st.alarm, &mut st.forgetting]
 }
 
-/// The general sets measured on a model: their values (in `ctx.general`'s order) and the
-/// `general_*` fields of the evaluation line.
-pub struct GeneralReading {
-    pub values: Vec<f64>,
-    pub fields: std::collections::BTreeMap<String, f64>,
-    /// The largest rise against the base, and `set metric` it comes from.
-    pub rise: f64,
-    pub what: String,
-}
-
-/// Measures every general set on `model`; `base` (empty at step 0) gives the rises.
-pub fn measure_general(ctx: &LoopCtx, model: &Llama, base: &[f64]) -> Result<Option<GeneralReading>> {
-    if ctx.general.is_empty() {
-        return Ok(None);
-    }
-    let mut r =
-        GeneralReading { values: Vec::new(), fields: Default::default(), rise: f64::NEG_INFINITY, what: String::new() };
-    for (i, set) in ctx.general.iter().enumerate() {
-        let m = set.metric();
-        let v = set.measure(model, ctx.tokenizer).map_err(|e| RunError::Forgetting(e.to_string()))?;
-        let rise = base.get(i).map_or(0.0, |&b| relative_rise(b, v, m.higher_is_better));
-        r.fields.insert(format!("general_{}_{}", set.name, m.name), v);
-        r.fields.insert(format!("general_{}_rise", set.name), rise);
-        if rise > r.rise {
-            r.rise = rise;
-            r.what = format!("{} {}", set.name, m.name);
-        }
-        r.values.push(v);
-    }
-    r.fields.insert("general_rise".into(), r.rise);
-    Ok(Some(r))
-}
-
 /// Logs each warning and lists it among the summary's alarms.
 fn report_warnings(st: &mut LoopState, verdicts: &Verdicts, progress: &mut dyn Progress) {
     for (guard, message) in verdicts.warnings() {
@@ -330,25 +298,6 @@ fn end_if_asked(st: &mut LoopState, verdicts: &Verdicts, progress: &mut dyn Prog
         }
         _ => Ok(()),
     }
-}
-
-/// `wikitext2 perplexity 20.6100 (3.2 % worse)` for each set (against the base model).
-pub fn general_text(ctx: &LoopCtx, g: &GeneralReading) -> String {
-    let parts: Vec<String> = ctx
-        .general
-        .iter()
-        .zip(&g.values)
-        .map(|(set, v)| {
-            let rise = g.fields.get(&format!("general_{}_rise", set.name)).copied().unwrap_or(0.0);
-            let how = if rise > 0.0 { "worse" } else { "better" };
-            if rise == 0.0 {
-                format!("{} {} {v:.4}", set.name, set.metric().name)
-            } else {
-                format!("{} {} {v:.4} ({:.1} % {how})", set.name, set.metric().name, 100.0 * rise.abs())
-            }
-        })
-        .collect();
-    parts.join(", ")
 }
 
 /// Evaluates, shows the evaluation to the guards, and logs it.
