@@ -4,6 +4,7 @@
 //! file and line: a score computed on part of a file silently would not be the file's score.
 use std::path::Path;
 
+use crate::rows::{field as field_of, kind, read_rows, row_error};
 use crate::{EvalError, Result};
 
 /// The rows of `path`, in order. Blank JSONL lines are skipped (they hold no row).
@@ -12,9 +13,12 @@ use crate::{EvalError, Result};
 /// `Io`; `Row` (file:line) for a line that is not a JSON object with a string `field`;
 /// `Empty` when the file holds no row or only empty text.
 pub fn read_texts(path: &Path, field: &str) -> Result<Vec<String>> {
-    let content = std::fs::read_to_string(path).map_err(|err| EvalError::Io { path: path.to_path_buf(), err })?;
     let is_jsonl = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("json"));
-    let rows = if is_jsonl { jsonl_rows(path, &content, field)? } else { vec![content] };
+    let rows = if is_jsonl {
+        jsonl_rows(path, field)?
+    } else {
+        vec![std::fs::read_to_string(path).map_err(|err| EvalError::Io { path: path.to_path_buf(), err })?]
+    };
     if rows.is_empty() {
         return Err(EvalError::Empty { path: path.to_path_buf(), reason: "the file has no row".into() });
     }
@@ -24,33 +28,15 @@ pub fn read_texts(path: &Path, field: &str) -> Result<Vec<String>> {
     Ok(rows)
 }
 
-fn jsonl_rows(path: &Path, content: &str, field: &str) -> Result<Vec<String>> {
-    let mut rows = Vec::new();
-    for (i, line) in content.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let bad = |reason: String| EvalError::Row { path: path.to_path_buf(), line: i + 1, reason };
-        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-        let obj = value.as_object().ok_or_else(|| bad("not a JSON object".into()))?;
-        match obj.get(field) {
-            Some(serde_json::Value::String(s)) => rows.push(s.clone()),
-            Some(other) => return Err(bad(format!("`{field}` is not a string but {}", kind(other)))),
-            None => return Err(bad(format!("no `{field}` field"))),
+fn jsonl_rows(path: &Path, field: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for row in read_rows(path)? {
+        match field_of(path, &row, field)? {
+            serde_json::Value::String(s) => out.push(s.clone()),
+            other => return Err(row_error(path, &row, format!("`{field}` is not a string but {}", kind(other)))),
         }
     }
-    Ok(rows)
-}
-
-fn kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
+    Ok(out)
 }
 
 #[cfg(test)]
