@@ -26,7 +26,7 @@ use tuneguard_model::llama::{KvCache, Llama, LogitsFor};
 use tuneguard_model::ops::log_sum_exp;
 use tuneguard_model::tokenizer::TextTokenizer;
 
-use crate::rows::{field, kind, read_rows, row_error, Row, Template};
+use crate::rows::{field, item_id, kind, read_rows, row_error, Row, Template};
 use crate::{EvalError, Result};
 
 /// Where each row's choices come from.
@@ -112,13 +112,7 @@ fn item(path: &Path, spec: &ChoiceSpec, row: &Row) -> Result<Item> {
             ))
         }
     };
-    let id = match &spec.id_field {
-        Some(name) => match field(path, row, name)? {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        },
-        None => format!("line {}", row.line),
-    };
+    let id = item_id(path, row, spec.id_field.as_deref())?;
     Ok(Item { line: row.line, id, prompt: spec.prompt.render(path, row)?, choices, target })
 }
 

@@ -18,7 +18,7 @@ use tuneguard_model::chat::ChatMessage;
 use tuneguard_model::generate::{generate, GenerateOptions, StopReason};
 use tuneguard_model::LoadedModel;
 
-use crate::rows::{field, kind, read_rows, row_error, Row, Template};
+use crate::rows::{field, item_id, kind, read_rows, row_error, Row, Template};
 use crate::{EvalError, Result};
 
 /// How the rows of a file become prompts and references.
@@ -65,13 +65,7 @@ fn item(path: &Path, spec: &GenerationSpec, row: &Row) -> Result<GenItem> {
             .ok_or_else(|| row_error(path, row, format!("`{name}` holds a value that is not a string")))?,
         other => return Err(row_error(path, row, format!("`{name}` is {}, not a reference answer", kind(other)))),
     };
-    let id = match &spec.id_field {
-        Some(f) => match field(path, row, f)? {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        },
-        None => format!("line {}", row.line),
-    };
+    let id = item_id(path, row, spec.id_field.as_deref())?;
     Ok(GenItem { line: row.line, id, prompt: spec.prompt.render(path, row)?, references })
 }
 

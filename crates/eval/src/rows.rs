@@ -84,6 +84,21 @@ pub fn field<'a>(path: &Path, row: &'a Row, name: &str) -> Result<&'a Value> {
     row.fields.get(name).ok_or_else(|| row_error(path, row, format!("no `{name}` field")))
 }
 
+/// The name of a row in per-item output: its `id_field` (a string as it is, another value as
+/// JSON), or `line N` without one.
+///
+/// # Errors
+/// `Row` when the row lacks `id_field`.
+pub fn item_id(path: &Path, row: &Row, id_field: Option<&str>) -> Result<String> {
+    Ok(match id_field {
+        Some(name) => match field(path, row, name)? {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        },
+        None => format!("line {}", row.line),
+    })
+}
+
 pub fn row_error(path: &Path, row: &Row, reason: String) -> EvalError {
     EvalError::Row { path: PathBuf::from(path), line: row.line, reason }
 }
