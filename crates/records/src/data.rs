@@ -76,8 +76,33 @@ pub struct DataSummary<P: Presence = Written> {
     pub shapes: P::Of<Vec<ShapeReport>>,
     pub tokenize: P::Of<TokenizeStats<P>>,
     pub val_tokenize: P::Of<TokenizeStats<P>>,
+    /// The general-domain replay rows mixed into training (`[replay]`), never in validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<GeneralData>,
     #[serde(flatten)]
     pub extra: P::Extra,
+}
+
+/// A general-domain data file read for the forgetting guard (replay rows, or the examples EWC's
+/// Fisher is estimated on).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GeneralData {
+    pub path: String,
+    pub rows_read: usize,
+    /// Rows the loader rejected (in `rejected.jsonl` with file and line).
+    pub rejected: usize,
+    /// Examples kept, of which truncated to `data.max_len`; examples dropped at tokenization
+    /// (also in `rejected.jsonl`).
+    pub examples: usize,
+    pub truncated: usize,
+    pub dropped: usize,
+    pub tokens: usize,
+    /// `replay.ratio`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+    /// Replay rows used in training so far (counted in the run's summary).
+    #[serde(default)]
+    pub used: usize,
 }
 
 /// A validation example removed because it repeats a training example.

@@ -26,7 +26,7 @@ mod shape;
 mod shared;
 mod summary;
 
-pub use data::{DataSummary, LeakReport, TokenizeStats};
+pub use data::{DataSummary, GeneralData, LeakReport, TokenizeStats};
 pub use format::DataFormat;
 pub use line::{EvalLine, EvalRecord, LineError, LineKind, MetricsLine, StepMetrics};
 pub use lint::{Lint, Severity};

@@ -37,6 +37,17 @@ pub struct StepMetrics<P: Presence = Written> {
     /// The L1 penalty added to the loss (nats), when `optim.l1` is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l1_penalty: Option<f64>,
+    /// Distillation's λ·T²·KL to the base (`[distill]`), added to the loss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill_loss: Option<f64>,
+    /// EWC's λ/2·Σ F·ΔW² (`[ewc]`) and L2-SP's λ/2·‖ΔW‖² (`[l2sp]`), added to the loss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ewc_penalty: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l2sp_penalty: Option<f64>,
+    /// Replay rows among the step's rows (`[replay]`); their tokens are in `tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_rows: Option<usize>,
     /// Tokens in the step's sequences.
     pub tokens: P::Of<usize>,
     /// `tokens` over the step's wall-clock seconds.
@@ -194,6 +205,10 @@ mod tests {
             lr: 0.00025,
             grad_norm: 0.5,
             l1_penalty: None,
+            distill_loss: None,
+            ewc_penalty: None,
+            l2sp_penalty: None,
+            replay_rows: None,
             tokens: 100,
             tokens_per_s: 30.5,
         };

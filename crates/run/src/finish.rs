@@ -69,7 +69,13 @@ pub fn finish(
         train_examples: d.train_examples,
         val_examples: d.val_examples,
         rejected_rows: d.rejected,
-        data: d.clone(),
+        data: {
+            let mut d = d.clone();
+            if let Some(r) = d.replay.as_mut() {
+                r.used = st.replay_used;
+            }
+            d
+        },
         trainable_parameters: trainable,
         steps: st.step,
         total_steps: st.total_steps,

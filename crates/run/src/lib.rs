@@ -27,8 +27,10 @@ pub mod recipe;
 
 mod finish;
 mod forgetting;
+mod general_data;
 mod preflight;
 mod prepare;
+mod prevention;
 mod record;
 mod rows;
 mod set_aside;
@@ -309,7 +311,20 @@ fn execute(
         let list = out.join("rejected.jsonl");
         progress.message(&format!("the {dropped} {what} dropped at tokenization {are} listed in {}", list.display()));
     }
-    let fingerprint = prepared.fingerprint();
+    let prevention = prevention::prepare(
+        recipe,
+        &loaded,
+        &record.model_sha256,
+        out,
+        &mut prepared.rejected,
+        &mut prepared.summary,
+        progress,
+    )?;
+    let mut fingerprint = prepared.fingerprint();
+    if !prevention.fingerprint.is_empty() {
+        fingerprint =
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(format!("{fingerprint}{}", prevention.fingerprint)));
+    }
     let rows = rows::training_rows(std::mem::take(&mut prepared.train), recipe.data.packing, recipe.data.max_len)?;
     let mut warnings = Vec::new();
     let mut per_step = t.batch_size * t.grad_accum;
@@ -351,6 +366,7 @@ fn execute(
         warnings: &warnings,
         general: &general,
         tokenizer: &tokenizer,
+        prevention: &prevention,
     };
     let (state, resumed_from) = if resuming {
         let st = restore(&ctx, &mut loaded.model, &mut opt, &fingerprint, total_steps)?;

@@ -9,6 +9,8 @@ pub struct TrainRow {
     input_ids: Vec<u32>,
     labels: Vec<i64>,
     packing: Option<(Vec<u32>, Vec<u32>)>,
+    /// A general-domain replay row (`[replay]`).
+    replay: bool,
 }
 
 impl TrainRow {
@@ -17,7 +19,13 @@ impl TrainRow {
             input_ids: &self.input_ids,
             labels: &self.labels,
             packing: self.packing.as_ref().map(|(p, s)| Packing { position_ids: p, segment_ids: s }),
+            replay: self.replay,
         }
+    }
+
+    /// A replay row: one general-domain example.
+    pub fn replay(e: TokenizedExample) -> Self {
+        TrainRow { input_ids: e.input_ids, labels: e.labels, packing: None, replay: true }
     }
 }
 
@@ -27,15 +35,19 @@ pub fn training_rows(examples: Vec<TokenizedExample>, packing: bool, max_len: us
     if !packing {
         return Ok(examples
             .into_iter()
-            .map(|e| TrainRow { input_ids: e.input_ids, labels: e.labels, packing: None })
+            .map(|e| TrainRow { input_ids: e.input_ids, labels: e.labels, packing: None, replay: false })
             .collect());
     }
     let plan = tuneguard_data::batch::plan_packing(&examples, max_len)?;
     Ok(plan
         .iter()
         .map(|members| {
-            let mut row =
-                TrainRow { input_ids: Vec::new(), labels: Vec::new(), packing: Some((Vec::new(), Vec::new())) };
+            let mut row = TrainRow {
+                input_ids: Vec::new(),
+                labels: Vec::new(),
+                packing: Some((Vec::new(), Vec::new())),
+                replay: false,
+            };
             for (seg, &i) in members.iter().enumerate() {
                 let e = &examples[i];
                 row.input_ids.extend_from_slice(&e.input_ids);

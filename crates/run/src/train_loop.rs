@@ -21,6 +21,8 @@ use tuneguard_data::splitmix64;
 use tuneguard_eval::general::GeneralSet;
 use tuneguard_model::tokenizer::TextTokenizer;
 use tuneguard_records::{LineKind, METRICS_FILE};
+use tuneguard_train::anchor::add_anchor_penalty;
+use tuneguard_train::distill::Distill;
 use tuneguard_train::eval::evaluate;
 use tuneguard_train::guards::early_stopping::EarlyStopping;
 use tuneguard_train::guards::forgetting::ForgettingAlarm;
@@ -34,8 +36,10 @@ use tuneguard_train::optim::{clip_full_grad_norm, clip_grad_norm, AdamW};
 use tuneguard_train::regularize::{add_l1_full, add_l1_lora, Neftune};
 use tuneguard_train::schedule::lr_at;
 use tuneguard_train::step::{
-    count_supervised, loss_and_full_grads_with, loss_and_grads_with, FullGrads, Grads, Sequence, StepOptions,
+    count_targets, loss_and_full_grads_with, loss_and_grads_with, FullGrads, Grads, Sequence, StepOptions,
 };
+
+use crate::prevention::Prevention;
 
 /// The loop's state after a step: saved in each checkpoint's `state.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,6 +79,16 @@ pub struct LoopState {
     /// Each general set's largest rise so far and its step.
     #[serde(default)]
     pub general_worst: Vec<(f64, u64)>,
+    /// `[replay]`: replay epochs started, the rows of the current one not yet used (taken from
+    /// the back), the fraction of a row owed to the next step, and rows used so far.
+    #[serde(default)]
+    pub replay_epoch: u64,
+    #[serde(default)]
+    pub replay_order: Vec<usize>,
+    #[serde(default)]
+    pub replay_owed: f64,
+    #[serde(default)]
+    pub replay_used: usize,
 }
 
 impl LoopState {
@@ -108,6 +122,10 @@ impl LoopState {
             forgetting: ForgettingAlarm::default(),
             general_base: Vec::new(),
             general_worst: Vec::new(),
+            replay_epoch: 0,
+            replay_order: Vec::new(),
+            replay_owed: 0.0,
+            replay_used: 0,
         }
     }
 
@@ -133,6 +151,8 @@ pub struct LoopCtx<'a> {
     /// The forgetting guard's general-domain sets (`[forgetting]`), and the tokenizer they need.
     pub general: &'a [GeneralSet],
     pub tokenizer: &'a TextTokenizer,
+    /// Forgetting prevention: replay rows, distillation, EWC, L2-SP.
+    pub prevention: &'a Prevention,
 }
 
 /// Rows for the next step: a fresh seeded shuffle per epoch, consumed in order across steps.
@@ -150,22 +170,55 @@ fn next_rows(st: &mut LoopState, n_rows: usize, per_step: usize, seed: u64) -> V
     picked
 }
 
-/// One optimizer step: (loss, gradient norm before clipping, L1 penalty).
-fn optimizer_step(
-    model: &mut Llama,
-    recipe: &Recipe,
-    seqs: &[Sequence],
-    step: u64,
-    opt: &mut AdamW,
-) -> Result<(f64, f64, f64)> {
+/// Replay rows for a step of `task_rows` task rows: rows·ratio/(1 − ratio) of them, the fraction
+/// carried over, in a seeded shuffle of their own per replay epoch.
+fn next_replay_rows(st: &mut LoopState, p: &Prevention, task_rows: usize, seed: u64) -> Vec<usize> {
+    if p.replay.is_empty() {
+        return Vec::new();
+    }
+    st.replay_owed += task_rows as f64 * p.replay_ratio / (1.0 - p.replay_ratio);
+    let n = st.replay_owed.floor();
+    st.replay_owed -= n;
+    let mut picked = Vec::with_capacity(n as usize);
+    while picked.len() < n as usize {
+        if st.replay_order.is_empty() {
+            st.replay_order = (0..p.replay.len()).collect();
+            let s = splitmix64(seed ^ 0x5245_504C_4159).wrapping_add(1 + st.replay_epoch);
+            st.replay_order.shuffle(&mut ChaCha12Rng::seed_from_u64(s));
+            st.replay_order.reverse();
+            st.replay_epoch += 1;
+        }
+        picked.extend(st.replay_order.pop());
+    }
+    st.replay_used += picked.len();
+    picked
+}
+
+/// What one optimizer step reports.
+struct StepOut {
+    loss: f64,
+    grad_norm: f64,
+    l1: f64,
+    distill: f64,
+    ewc: f64,
+    l2sp: f64,
+}
+
+/// One optimizer step.
+fn optimizer_step(model: &mut Llama, ctx: &LoopCtx, seqs: &[Sequence], step: u64, opt: &mut AdamW) -> Result<StepOut> {
+    let (recipe, p) = (ctx.recipe, ctx.prevention);
     let (t, o) = (&recipe.train, &recipe.optim);
-    let n_norm = count_supervised(seqs);
+    let targets = count_targets(seqs, p.distill_on());
+    let n_norm = targets.ce;
+    let distill =
+        p.distill.map(|(lambda, temperature, on)| Distill { lambda, temperature, on, n_norm: targets.distilled });
     let mut loss = 0.0;
     let seed_of = |micro: usize| splitmix64(t.seed ^ (step << 16) ^ micro as u64);
     let opts = |micro: usize| StepOptions {
         dropout: (recipe.lora.dropout > 0.0).then(|| Dropout { p: recipe.lora.dropout, seed: seed_of(micro) }),
         neftune: (t.neftune_noise_alpha > 0.0)
             .then(|| Neftune { alpha: t.neftune_noise_alpha, seed: splitmix64(seed_of(micro) ^ 0x4E45_4654) }),
+        distill,
     };
     if recipe.is_full() {
         let mut grads = FullGrads::zeros(model);
@@ -173,22 +226,27 @@ fn optimizer_step(
             loss += loss_and_full_grads_with(model, micro, n_norm, &opts(i), &mut grads)?;
         }
         let l1 = if o.l1 > 0.0 { add_l1_full(model, &mut grads, o.l1) } else { 0.0 };
-        let norm = clip_full_grad_norm(&mut grads, o.max_grad_norm as f64);
+        let grad_norm = clip_full_grad_norm(&mut grads, o.max_grad_norm as f64);
         opt.update_full(model, &mut grads);
-        return Ok((loss, norm, l1));
+        return Ok(StepOut { loss, grad_norm, l1, distill: 0.0, ewc: 0.0, l2sp: 0.0 });
     }
     let mut grads: Grads = Vec::new();
+    let mut kd = 0.0;
     for (i, micro) in seqs.chunks(t.batch_size).enumerate() {
-        loss += loss_and_grads_with(model, micro, n_norm, &opts(i), &mut grads)?;
+        let l = loss_and_grads_with(model, micro, n_norm, &opts(i), &mut grads)?;
+        loss += l.ce;
+        kd += l.distill;
     }
     let l1 = if o.l1 > 0.0 { add_l1_lora(model, &mut grads, o.l1) } else { 0.0 };
+    let ewc = p.ewc.as_ref().map_or(0.0, |(lambda, f)| add_anchor_penalty(model, &mut grads, *lambda, Some(f)));
+    let l2sp = p.l2sp.map_or(0.0, |lambda| add_anchor_penalty(model, &mut grads, lambda, None));
     let norm = if o.max_grad_norm > 0.0 {
         clip_grad_norm(&mut grads, o.max_grad_norm as f64)
     } else {
         tuneguard_train::optim::grad_norm(&grads)
     };
     opt.update(model, &grads)?;
-    Ok((loss, norm, l1))
+    Ok(StepOut { loss, grad_norm: norm, l1, distill: kd, ewc, l2sp })
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
@@ -215,10 +273,17 @@ pub fn train_loop(
     while st.step < st.total_steps && st.stop_reason.is_none() {
         let t0 = Instant::now();
         let picked = next_rows(&mut st, ctx.train.len(), ctx.per_step, t.seed);
-        let seqs: Vec<Sequence> = picked.iter().map(|&i| ctx.train[i].as_sequence()).collect();
+        let replayed = next_replay_rows(&mut st, ctx.prevention, picked.len(), t.seed);
+        let seqs: Vec<Sequence> = picked
+            .iter()
+            .map(|&i| ctx.train[i].as_sequence())
+            .chain(replayed.iter().map(|&i| ctx.prevention.replay[i].as_sequence()))
+            .collect();
         let lr = lr_at(o.lr, recipe.schedule(), o.warmup_steps, st.total_steps, st.step);
         opt.config.lr = lr;
-        let (loss, grad_norm, l1) = optimizer_step(model, recipe, &seqs, st.step, opt)?;
+        let out = optimizer_step(model, ctx, &seqs, st.step, opt)?;
+        let (loss, grad_norm, l1) = (out.loss, out.grad_norm, out.l1);
+        let p = ctx.prevention;
         st.step += 1;
         let tokens: usize = seqs.iter().map(|s| s.input_ids.len()).sum();
         st.tokens_total += tokens;
@@ -232,6 +297,10 @@ pub fn train_loop(
             lr,
             grad_norm,
             l1_penalty: (o.l1 > 0.0).then_some(l1),
+            distill_loss: p.distill.is_some().then_some(out.distill),
+            ewc_penalty: p.ewc.is_some().then_some(out.ewc),
+            l2sp_penalty: p.l2sp.is_some().then_some(out.l2sp),
+            replay_rows: (!p.replay.is_empty()).then_some(replayed.len()),
             tokens,
             tokens_per_s: tokens as f64 / t0.elapsed().as_secs_f64(),
         };

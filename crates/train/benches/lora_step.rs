@@ -1,14 +1,19 @@
 //! LoRA training-step throughput, same shapes as `shared/bench/pytorch/bench_train.py --mode lora`:
 //! r 16, alpha 32, all seven projections, AdamW, batch B × T tokens of real chat text, 2 threads.
 //! Not a test: `cargo bench -p tuneguard-train --bench lora_step -- [--batch 4] [--seq 256] [--steps 3]
-//! [--dropout-pct 5] [--full 1]`.
+//! [--dropout-pct 5] [--full 1] [--distill 1]`. `--distill 1` adds distillation from the frozen base
+//! (λ 1, T 2, on every supervised token): one more forward pass with the adapter off, and the KL
+//! term on every position.
 use std::time::Instant;
 
 use tuneguard_model::chat::ChatMessage;
+use tuneguard_train::distill::{Distill, DistillOn};
 use tuneguard_train::init::init_lora;
 use tuneguard_train::linear_grad::Dropout;
 use tuneguard_train::optim::{clip_full_grad_norm, clip_grad_norm, prepare_full_finetune, AdamW, AdamWConfig};
-use tuneguard_train::step::{count_supervised, loss_and_full_grads, loss_and_grads, FullGrads, Grads, Sequence};
+use tuneguard_train::step::{
+    count_supervised, loss_and_full_grads, loss_and_grads_with, FullGrads, Grads, Sequence, StepOptions,
+};
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -24,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let targets = tuneguard_model::llama::Projection::ALL;
     // `--full 1`: full fine-tuning (bench_train.py --mode full) instead of LoRA.
     let full = arg("--full", 0) == 1;
+    let distill = arg("--distill", 0) == 1;
     let trainable = if full {
         prepare_full_finetune(&mut m.model);
         m.model.config.num_parameters()
@@ -61,8 +67,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             opt.update_full(&mut m.model, &mut g);
             loss
         } else {
-            let dropout = (dropout_p > 0.0).then_some(Dropout { p: dropout_p, seed: step as u64 });
-            loss_and_grads(&m.model, &batch_rows, count_supervised(&batch_rows), dropout, &mut grads)?
+            let n = count_supervised(&batch_rows);
+            let opts = StepOptions {
+                dropout: (dropout_p > 0.0).then_some(Dropout { p: dropout_p, seed: step as u64 }),
+                distill: distill.then_some(Distill {
+                    lambda: 1.0,
+                    temperature: 2.0,
+                    on: DistillOn::Supervised,
+                    n_norm: n,
+                }),
+                ..Default::default()
+            };
+            let l = loss_and_grads_with(&m.model, &batch_rows, n, &opts, &mut grads)?;
+            l.ce + l.distill
         };
         if !full {
             clip_grad_norm(&mut grads, 1.0);
@@ -78,7 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "{}",
         serde_json::json!({
-            "bench": if full { "full_step" } else { "lora_step" }, "engine": "tuneguard", "batch": batch, "seq": seq, "rank": 16, "lora_dropout": dropout_p,
+            "bench": if full { "full_step" } else if distill { "lora_step_distill" } else { "lora_step" }, "engine": "tuneguard", "batch": batch, "seq": seq, "rank": 16, "lora_dropout": dropout_p,
             "trainable_params": trainable, "s_per_step": per_step,
             "tokens_per_s": (batch * seq) as f64 / per_step, "peak_rss_mib": tuneguard_model::testutil::peak_rss_mib(),
         })

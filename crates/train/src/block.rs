@@ -58,7 +58,9 @@ impl FullBlockGrads {
 /// x (t, d) → block output (t, d), plus what the backward pass needs. Query i attends keys
 /// `first_key[i]..=i` (0 for plain causal attention; its example's first token when examples
 /// are packed into one row). `dropout` (p, seed) is applied to each LoRA branch's input with a
-/// seed derived per projection.
+/// seed derived per projection. With `adapter` false the LoRA branches are left out: the frozen
+/// base model's block (what distillation's teacher runs).
+#[allow(clippy::too_many_arguments)]
 pub fn forward(
     cfg: &ModelConfig,
     l: &Layer,
@@ -67,14 +69,15 @@ pub fn forward(
     angles: &RopeAngles,
     first_key: &[usize],
     dropout: Option<Dropout>,
+    adapter: bool,
 ) -> (Vec<f32>, BlockCache) {
     let drop = |i: u64| dropout.map(|d| Dropout { p: d.p, seed: splitmix64(d.seed ^ (i << 56)) });
     let (hd, nh, nkv) = (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads);
     let eps = cfg.rms_norm_eps as f32;
     let (h1, rstd1) = rms_norm_fwd(&x, &l.input_norm, eps);
-    let (mut q, uq) = linear_grad::forward(&l.q_proj, &h1, t, drop(0));
-    let (mut k, uk) = linear_grad::forward(&l.k_proj, &h1, t, drop(1));
-    let (v, uv) = linear_grad::forward(&l.v_proj, &h1, t, drop(2));
+    let (mut q, uq) = linear_grad::forward(&l.q_proj, &h1, t, drop(0), adapter);
+    let (mut k, uk) = linear_grad::forward(&l.k_proj, &h1, t, drop(1), adapter);
+    let (v, uv) = linear_grad::forward(&l.v_proj, &h1, t, drop(2), adapter);
     angles.apply(&mut q, nh);
     angles.apply(&mut k, nkv);
     let (group, kvw, scale) = (nh / nkv, nkv * hd, 1.0 / (hd as f32).sqrt());
@@ -112,14 +115,14 @@ pub fn forward(
         }
     }
     let probs = per_head.into_iter().map(|(p, _)| p).collect();
-    let (o, uo) = linear_grad::forward(&l.o_proj, &attn, t, drop(3));
+    let (o, uo) = linear_grad::forward(&l.o_proj, &attn, t, drop(3), adapter);
     let mut x_mid = x.clone();
     add_into(&mut x_mid, &o);
     let (h2, rstd2) = rms_norm_fwd(&x_mid, &l.post_attention_norm, eps);
-    let (gate, ug) = linear_grad::forward(&l.gate_proj, &h2, t, drop(4));
-    let (up, uu) = linear_grad::forward(&l.up_proj, &h2, t, drop(5));
+    let (gate, ug) = linear_grad::forward(&l.gate_proj, &h2, t, drop(4), adapter);
+    let (up, uu) = linear_grad::forward(&l.up_proj, &h2, t, drop(5), adapter);
     let act: Vec<f32> = gate.iter().zip(&up).map(|(&g, &u)| g * sigmoid(g) * u).collect();
-    let (down, ud) = linear_grad::forward(&l.down_proj, &act, t, drop(6));
+    let (down, ud) = linear_grad::forward(&l.down_proj, &act, t, drop(6), adapter);
     let mut out = x_mid.clone();
     add_into(&mut out, &down);
     let cache = BlockCache {
@@ -177,7 +180,7 @@ pub fn backward(
     add_into(&mut d_h2, &linear_grad::backward(&l.up_proj, &c.h2, u(5), &d_up, t, gu, fg!(5)));
     let mut d_mid = d_out;
     add_into(&mut d_mid, &rms_norm_bwd(&c.x_mid, &l.post_attention_norm, &c.rstd2, &d_h2));
-    if let Some(f) = full.as_deref_mut() {
+    if let Some(f) = full.as_deref_mut().filter(|f| !f.post_attention_norm.is_empty()) {
         rms_norm_weight_grad(&c.x_mid, &c.rstd2, &d_h2, &mut f.post_attention_norm);
     }
     // Attention: x_mid = x_in + o_proj(attn).
@@ -222,7 +225,7 @@ pub fn backward(
     add_into(&mut d_h1, &linear_grad::backward(&l.v_proj, &c.h1, u(2), &d_v, t, gv, fg!(2)));
     let mut d_in = d_mid;
     add_into(&mut d_in, &rms_norm_bwd(&c.x_in, &l.input_norm, &c.rstd1, &d_h1));
-    if let Some(f) = full {
+    if let Some(f) = full.filter(|f| !f.input_norm.is_empty()) {
         rms_norm_weight_grad(&c.x_in, &c.rstd1, &d_h1, &mut f.input_norm);
     }
     d_in

@@ -1,7 +1,9 @@
 //! tuneguard-train: LoRA training over the tuneguard-model Llama with a hand-written backward
 //! pass (no autograd graph: only the LoRA matrices get gradients, frozen weights get none).
+pub mod anchor;
 pub mod block;
 pub mod checkpoint;
+pub mod distill;
 pub mod error;
 pub mod eval;
 pub mod guards;

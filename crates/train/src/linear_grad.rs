@@ -58,11 +58,18 @@ pub struct LoraCache {
     dropout: Option<Dropout>,
 }
 
-/// `y (t, out)` and, with LoRA, what the backward pass needs.
-pub fn forward(l: &Linear, x: &[f32], t: usize, dropout: Option<Dropout>) -> (Vec<f32>, Option<LoraCache>) {
+/// `y (t, out)` and, with LoRA, what the backward pass needs. `adapter` false leaves the LoRA
+/// update out (the frozen base layer).
+pub fn forward(
+    l: &Linear,
+    x: &[f32],
+    t: usize,
+    dropout: Option<Dropout>,
+    adapter: bool,
+) -> (Vec<f32>, Option<LoraCache>) {
     let mut y = vec![0f32; t * l.out_features];
     l.forward_base(x, t, &mut y);
-    let Some(lo) = &l.lora else { return (y, None) };
+    let Some(lo) = l.lora.as_ref().filter(|_| adapter) else { return (y, None) };
     let dropout = dropout.filter(|d| d.p > 0.0);
     let x_drop = dropout.map(|d| d.apply(x));
     let xd = x_drop.as_deref().unwrap_or(x);
@@ -84,7 +91,9 @@ pub fn backward(
 ) -> Vec<f32> {
     let (n_in, n_out) = (l.in_features, l.out_features);
     let mut dx = mm(dy, (n_out, 1), &l.weight, (n_in, 1), t, n_out, n_in);
-    if let Some(f) = full {
+    // An empty weight gradient is one the caller does not want (the Fisher of adapted
+    // projections only): it is not computed.
+    if let Some(f) = full.filter(|f| !f.w.is_empty()) {
         add_into(&mut f.w, &mm(dy, (1, n_out), x, (n_in, 1), n_out, t, n_in)); // dW = dyᵀ x
         if let Some(b) = f.b.as_mut() {
             for row in dy.chunks(n_out) {

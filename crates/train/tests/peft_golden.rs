@@ -165,6 +165,7 @@ fn a_packed_row_equals_its_examples_as_separate_rows() {
         input_ids: &ids,
         labels: &labels,
         packing: Some(Packing { position_ids: &positions, segment_ids: &segments }),
+        replay: false,
     }];
     let n = count_supervised(&separate);
     assert_eq!(n, count_supervised(&packed), "the first label of each example is ignored in both");

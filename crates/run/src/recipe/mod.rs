@@ -50,6 +50,14 @@ pub struct Recipe {
     pub audit: AuditSection,
     #[serde(default, skip_serializing_if = "ForgettingSection::is_default")]
     pub forgetting: ForgettingSection,
+    #[serde(default, skip_serializing_if = "ReplaySection::is_default")]
+    pub replay: ReplaySection,
+    #[serde(default, skip_serializing_if = "DistillSection::is_default")]
+    pub distill: DistillSection,
+    #[serde(default, skip_serializing_if = "EwcSection::is_default")]
+    pub ewc: EwcSection,
+    #[serde(default, skip_serializing_if = "L2spSection::is_default")]
+    pub l2sp: L2spSection,
     pub output: OutputSection,
     /// Written by a run into its `config.toml`; see [`RunRecord`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,6 +101,9 @@ impl Recipe {
         }
         recipe.data.trusted_keys.iter_mut().for_each(rel);
         recipe.forgetting.task.iter_mut().for_each(|t| rel(t.data_mut()));
+        for p in recipe.replay.data.iter_mut().chain(recipe.ewc.data.iter_mut()).chain(recipe.ewc.fisher.iter_mut()) {
+            rel(p);
+        }
         rel(&mut recipe.output.dir);
         if let Some(p) = recipe.model.path.as_mut() {
             rel(p);
@@ -156,6 +167,9 @@ impl Recipe {
         }
         r.data.trusted_keys.iter_mut().for_each(abs);
         r.forgetting.task.iter_mut().for_each(|t| abs(t.data_mut()));
+        for p in r.replay.data.iter_mut().chain(r.ewc.data.iter_mut()).chain(r.ewc.fisher.iter_mut()) {
+            abs(p);
+        }
         r
     }
 

@@ -1,6 +1,6 @@
 //! The recipe's value checks: every float key against its range, and the keys whose valid
 //! values depend on other keys. Each error names the key.
-use super::{ForgettingSection, Recipe, RecipeError, Result, ValSizeSpec};
+use super::{DistillOnSpec, ForgettingSection, Recipe, RecipeError, Result, ValSizeSpec};
 
 /// The allowed values of a float key. Every range excludes NaN and ±inf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,11 @@ impl Recipe {
             f64k("early_stopping.min_delta", es.min_delta, Range::NonNegative),
             f64k("data.near_dup_threshold", d.near_dup_threshold, Range::AboveZeroToOne),
             f64k("forgetting.max_rise", self.forgetting.max_rise, Range::Positive),
+            f64k("replay.ratio", self.replay.ratio, Range::ZeroToOneOpen),
+            f64k("distill.lambda", self.distill.lambda, Range::NonNegative),
+            f64k("distill.temperature", self.distill.temperature, Range::Positive),
+            f64k("ewc.lambda", self.ewc.lambda, Range::NonNegative),
+            f64k("l2sp.lambda", self.l2sp.lambda, Range::NonNegative),
         ];
         if let Some(f) = d.max_reject_fraction {
             keys.push(f64k("data.max_reject_fraction", f, Range::ZeroToOne));
@@ -127,6 +132,7 @@ impl Recipe {
                 return bad("forgetting.task", format!("`{}`: {} is not a file", t.name(), t.data().display()));
             }
         }
+        self.validate_prevention()?;
         let o = &self.optim;
         // AdamW multiplies every weight by 1 − lr·weight_decay at each step: at 1 or above the
         // weights are zeroed or flip sign, and the loss turns into noise.
@@ -178,6 +184,54 @@ impl Recipe {
         ] {
             if v == 0 {
                 return bad(key, "must be at least 1".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// `[replay]`, `[distill]`, `[ewc]`, `[l2sp]`: the keys that need one another.
+    fn validate_prevention(&self) -> Result<()> {
+        let bad = |key: &str, reason: String| Err(RecipeError::Invalid { key: key.to_string(), reason });
+        let (rp, kd, ewc) = (&self.replay, &self.distill, &self.ewc);
+        match (&rp.data, rp.ratio > 0.0) {
+            (None, true) => return bad("replay.data", "replay.ratio is set but no replay.data file is named".into()),
+            (Some(_), false) => {
+                return bad(
+                    "replay.ratio",
+                    "replay.data is named but replay.ratio is 0; set a fraction in (0, 1)".into(),
+                )
+            }
+            (Some(p), true) if !p.is_file() => return bad("replay.data", format!("{} is not a file", p.display())),
+            _ => {}
+        }
+        if kd.lambda > 0.0 && kd.on == DistillOnSpec::Replay && rp.ratio == 0.0 {
+            return bad(
+                "distill.on",
+                "\"replay\" distils the replay rows, but [replay] is off; set replay.data and replay.ratio".into(),
+            );
+        }
+        if ewc.lambda > 0.0 {
+            match ewc.data.as_ref().or(rp.data.as_ref()) {
+                None => {
+                    return bad(
+                        "ewc.data",
+                        "EWC needs general-domain examples for the Fisher; name ewc.data (or replay.data)".into(),
+                    )
+                }
+                Some(p) if !p.is_file() => return bad("ewc.data", format!("{} is not a file", p.display())),
+                _ => {}
+            }
+            if ewc.examples == 0 {
+                return bad("ewc.examples", "must be at least 1 example".into());
+            }
+        }
+        let on = [("distill.lambda", kd.lambda), ("ewc.lambda", ewc.lambda), ("l2sp.lambda", self.l2sp.lambda)];
+        if self.is_full() {
+            if let Some((key, _)) = on.iter().find(|(_, l)| *l > 0.0) {
+                return bad(
+                    key,
+                    "distillation, EWC and L2-SP are built for LoRA (the base is the weights with the adapter off); use train.method = \"lora\"".into(),
+                );
             }
         }
         Ok(())

@@ -1,0 +1,197 @@
+//! Forgetting prevention for a run, read from the recipe once: `[replay]` rows, `[distill]`,
+//! `[ewc]` with its Fisher (computed before training, while the model is the base, and cached as
+//! safetensors), `[l2sp]`. The loss terms themselves are `tuneguard_train::distill` and
+//! `tuneguard_train::anchor`; the loop mixes the replay rows into each step.
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tuneguard_data::tokenize::{ChatTokenizer, TokenizedExample};
+use tuneguard_data::Rejected;
+use tuneguard_model::LoadedModel;
+use tuneguard_train::anchor::{fisher_diagonal, Fisher};
+use tuneguard_train::distill::DistillOn;
+use tuneguard_train::step::Sequence;
+
+use crate::general_data::{self, GeneralExamples};
+use crate::prepare::DataSummary;
+use crate::recipe::{DistillOnSpec, Recipe};
+use crate::rows::TrainRow;
+use crate::{Progress, Result, RunError};
+
+/// The Fisher's cache file in the run folder when `ewc.fisher` is not given.
+pub const FISHER_FILE: &str = "ewc_fisher.safetensors";
+
+/// What the loop needs to prevent forgetting; everything off by default.
+#[derive(Default)]
+pub struct Prevention {
+    /// `[replay]` rows and `replay.ratio`.
+    pub replay: Vec<TrainRow>,
+    pub replay_ratio: f64,
+    /// `[distill]`: (λ, T, on).
+    pub distill: Option<(f32, f32, DistillOn)>,
+    /// `[ewc]`: λ and the Fisher (normalized when `ewc.normalize`).
+    pub ewc: Option<(f32, Fisher)>,
+    /// `[l2sp]`: λ.
+    pub l2sp: Option<f32>,
+    /// sha256 of the replay rows and the Fisher's key (joins the data fingerprint a resume
+    /// checks); empty when neither is used.
+    pub fingerprint: String,
+}
+
+impl Prevention {
+    pub fn distill_on(&self) -> Option<DistillOn> {
+        self.distill.map(|(_, _, on)| on)
+    }
+}
+
+/// Reads `[replay]` and `[ewc]`'s data, estimates or loads the Fisher, and adds the general
+/// rows' rejects to `rejected` (rewriting `out/rejected.jsonl` when there are any) and the replay
+/// summary to `summary`. Call before any checkpoint is restored: the Fisher is of the base.
+///
+/// # Errors
+/// Data errors of the general files, `Forgetting` when one leaves no example, a Fisher cache
+/// that cannot be read or written.
+pub(crate) fn prepare(
+    recipe: &Recipe,
+    loaded: &LoadedModel,
+    model_sha256: &str,
+    out: &Path,
+    rejected: &mut Vec<Rejected>,
+    summary: &mut DataSummary,
+    progress: &mut dyn Progress,
+) -> Result<Prevention> {
+    let (rp, kd, ewc) = (&recipe.replay, &recipe.distill, &recipe.ewc);
+    let mut p = Prevention::default();
+    if kd.lambda > 0.0 {
+        let on = match kd.on {
+            DistillOnSpec::Supervised => DistillOn::Supervised,
+            DistillOnSpec::Replay => DistillOn::Replay,
+        };
+        p.distill = Some((kd.lambda as f32, kd.temperature as f32, on));
+    }
+    p.l2sp = (recipe.l2sp.lambda > 0.0).then_some(recipe.l2sp.lambda as f32);
+    let replay_on = rp.ratio > 0.0 && rp.data.is_some();
+    if !replay_on && ewc.lambda == 0.0 {
+        return Ok(p);
+    }
+    let custom = match &recipe.data.chat_template {
+        Some(path) => Some(tuneguard_audit::lint::chat_template_from_path(path, &loaded.tokenizer)?),
+        None => None,
+    };
+    let template = custom.as_ref().or(loaded.chat_template.as_ref()).ok_or(RunError::NoChatTemplate)?;
+    let tok = ChatTokenizer::new(&loaded.tokenizer, template)?;
+    let max_len = recipe.data.max_len;
+    let mut hash = Sha256::new();
+    let mut new_rejects = Vec::new();
+    if let (true, Some(path)) = (replay_on, &rp.data) {
+        let g = general_data::read(
+            "replay.data",
+            path,
+            rp.format.as_ref(),
+            &loaded.tokenizer,
+            &tok,
+            max_len,
+            None,
+            progress,
+        )?;
+        hash.update(b"replay");
+        hash_examples(&mut hash, &g.examples);
+        let GeneralExamples { examples, summary: mut s, rejected } = g;
+        s.ratio = Some(rp.ratio);
+        summary.replay = Some(s);
+        new_rejects.extend(rejected);
+        p.replay = examples.into_iter().map(TrainRow::replay).collect();
+        p.replay_ratio = rp.ratio;
+    }
+    if ewc.lambda > 0.0 {
+        let (path, format) = match &ewc.data {
+            Some(d) => (d, ewc.format.as_ref()),
+            None => (
+                rp.data.as_ref().ok_or_else(|| RunError::Forgetting("ewc.data is not set".into()))?,
+                rp.format.as_ref(),
+            ),
+        };
+        let g = general_data::read(
+            "ewc.data",
+            path,
+            format,
+            &loaded.tokenizer,
+            &tok,
+            max_len,
+            Some(ewc.examples),
+            progress,
+        )?;
+        // Rows read for both replay and EWC are reported once.
+        let seen: std::collections::HashSet<(PathBuf, usize)> =
+            new_rejects.iter().map(|r| (r.path.clone(), r.line)).collect();
+        new_rejects.extend(g.rejected.into_iter().filter(|r| !seen.contains(&(r.path.clone(), r.line))));
+        let key = fisher_key(model_sha256, loaded, &g.examples);
+        hash.update(key.as_bytes());
+        let cache = ewc.fisher.clone().unwrap_or_else(|| out.join(FISHER_FILE));
+        let mut fisher = fisher(loaded, &g.examples, &cache, &key, progress)?;
+        if ewc.normalize {
+            fisher.normalize();
+        }
+        p.ewc = Some((ewc.lambda as f32, fisher));
+    }
+    if !new_rejects.is_empty() {
+        rejected.extend(new_rejects);
+        tuneguard_data::rejected::write_rejected(&out.join("rejected.jsonl"), rejected)?;
+    }
+    p.fingerprint = hex::encode(hash.finalize());
+    Ok(p)
+}
+
+fn hash_examples(h: &mut Sha256, examples: &[TokenizedExample]) {
+    for e in examples {
+        h.update(b"E");
+        e.input_ids.iter().for_each(|i| h.update(i.to_le_bytes()));
+        e.labels.iter().for_each(|l| h.update(l.to_le_bytes()));
+    }
+}
+
+/// What the Fisher depends on: the model file, which projections are adapted, the examples.
+fn fisher_key(model_sha256: &str, loaded: &LoadedModel, examples: &[TokenizedExample]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"tuneguard-ewc-fisher v1\0");
+    h.update(model_sha256.as_bytes());
+    for layer in &loaded.model.layers {
+        for (name, lin) in layer.projections() {
+            if lin.lora.is_some() {
+                h.update(name.as_bytes());
+            }
+        }
+        h.update(b"|");
+    }
+    hash_examples(&mut h, examples);
+    hex::encode(h.finalize())
+}
+
+/// The Fisher from `cache` when it was computed for `key`, else estimated and written there.
+fn fisher(
+    loaded: &LoadedModel,
+    examples: &[TokenizedExample],
+    cache: &Path,
+    key: &str,
+    progress: &mut dyn Progress,
+) -> Result<Fisher> {
+    let model = &loaded.model;
+    if let Some(f) = Fisher::load(model, cache, key)? {
+        progress.message(&format!("ewc: Fisher information of {} examples read from {}", f.examples, cache.display()));
+        return Ok(f);
+    }
+    progress.message(&format!(
+        "ewc: estimating the Fisher information of the base weights on {} general examples...",
+        examples.len()
+    ));
+    let t0 = std::time::Instant::now();
+    let seqs: Vec<Sequence> = examples.iter().map(|e| Sequence::new(&e.input_ids, &e.labels)).collect();
+    let f = fisher_diagonal(model, &seqs, |_| {})?;
+    f.save(model, cache, key)?;
+    progress.message(&format!(
+        "ewc: Fisher information estimated in {:.1} s, cached in {}",
+        t0.elapsed().as_secs_f64(),
+        cache.display()
+    ));
+    Ok(f)
+}
