@@ -38,26 +38,35 @@ pub struct Distill {
 impl Distill {
     /// Adds the term of one position to `grad` (the d(loss)/d(logits) row, (v,)) and returns
     /// its share of the loss, λ·T²·KL/N. `student` and `teacher` are the raw logits (v,).
+    ///
+    /// Both softened distributions come from the vectorized softmax; the KL needs no logarithm
+    /// per element: ln q_i − ln p_i = (t_i − s_i)/T − (lse_t − lse_s), and each log-sum-exp is
+    /// read off the softmax at its largest logit (lse = z_max/T − ln p_max, with p_max ≥ 1/v).
     pub fn add_position(&self, student: &[f32], teacher: &[f32], grad: &mut [f32]) -> f64 {
-        let t = self.temperature as f64;
+        let inv_t = 1.0 / self.temperature;
         let n = self.n_norm.max(1) as f64;
-        let (ls, lt) = (log_softmax(student, t), log_softmax(teacher, t));
-        let mut kl = 0.0f64;
-        let scale = self.lambda as f64 * t / n;
-        for ((g, &a), &b) in grad.iter_mut().zip(&ls).zip(&lt) {
-            let (p, q) = (a.exp(), b.exp());
-            kl += q * (b - a);
-            *g += (scale * (p - q)) as f32;
+        let (p, lse_s) = softened(student, inv_t);
+        let (q, lse_t) = softened(teacher, inv_t);
+        let scale = self.lambda * self.temperature / n as f32;
+        let mut dot = 0.0f64; // Σ q_i (t_i − s_i)
+        for (((g, &pi), &qi), (&si, &ti)) in grad.iter_mut().zip(&p).zip(&q).zip(student.iter().zip(teacher)) {
+            dot += qi as f64 * (ti - si) as f64;
+            *g += scale * (pi - qi);
         }
+        let kl = dot * inv_t as f64 - (lse_t - lse_s);
+        let t = self.temperature as f64;
         self.lambda as f64 * t * t * kl.max(0.0) / n
     }
 }
 
-/// log softmax(z / T), in f64.
-fn log_softmax(z: &[f32], t: f64) -> Vec<f64> {
-    let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64 / t;
-    let lse = max + z.iter().map(|&v| (v as f64 / t - max).exp()).sum::<f64>().ln();
-    z.iter().map(|&v| v as f64 / t - lse).collect()
+/// softmax(z / T) and its log-sum-exp ln Σ exp(z_i / T).
+fn softened(z: &[f32], inv_t: f32) -> (Vec<f32>, f64) {
+    let mut p: Vec<f32> = z.iter().map(|&v| v * inv_t).collect();
+    let (arg, &top) =
+        p.iter().enumerate().fold((0, &f32::NEG_INFINITY), |b, (i, v)| if *v > *b.1 { (i, v) } else { b });
+    tuneguard_model::ops::softmax_in_place(&mut p);
+    let lse = top as f64 - (p[arg] as f64).ln();
+    (p, lse)
 }
 
 #[cfg(test)]
