@@ -136,6 +136,9 @@ fn recipes_that_cannot_prevent_forgetting_are_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let general = replay_file(dir.path());
     let missing = dir.path().join("missing.jsonl");
+    let train = repo_root().join("data/quickstart/selfinstruct_seed_tasks.jsonl");
+    let folder = dir.path().join("a-folder");
+    std::fs::create_dir(&folder).unwrap();
     for (extra, key) in [
         ("[replay]\nratio = 0.2\n".to_string(), "replay.data"),
         (format!("[replay]\ndata = {general:?}\n"), "replay.ratio"),
@@ -145,6 +148,8 @@ fn recipes_that_cannot_prevent_forgetting_are_refused_naming_the_key() {
         ("[distill]\nlambda = 1.0\ntemperature = 0.0\n".to_string(), "distill.temperature"),
         ("[ewc]\nlambda = 1.0\n".to_string(), "ewc.data"),
         (format!("[ewc]\nlambda = 1.0\ndata = {general:?}\nexamples = 0\n"), "ewc.examples"),
+        (format!("[replay]\ndata = {train:?}\nratio = 0.2\n"), "replay.data"),
+        (format!("[ewc]\nlambda = 1.0\ndata = {general:?}\nfisher = {folder:?}\n"), "ewc.fisher"),
         ("[l2sp]\nlambda = -1.0\n".to_string(), "l2sp.lambda"),
         ("[l2sp]\nlambda = 1.0\n".to_string(), "l2sp.lambda"),
     ] {
@@ -161,4 +166,43 @@ fn recipes_that_cannot_prevent_forgetting_are_refused_naming_the_key() {
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
         assert!(!dir.path().join("run/metrics.jsonl").exists());
     }
+}
+
+#[test]
+fn unusable_general_rows_are_listed_and_a_foreign_fisher_file_is_left_alone() {
+    if require_default_model().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Every replay row unusable: two that are not JSON objects, one text too short to use.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"text\": \"cut\n[1, 2]\n{\"text\": \"tiny\"}\n").unwrap();
+    let r = recipe(dir.path(), &format!("[replay]\ndata = {bad:?}\nratio = 0.2\n"));
+    let out = tuneguard(&["train", r.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("error: replay.data: ") && err.contains("no example is left"), "{err}");
+    let rejected = std::fs::read_to_string(dir.path().join("run/rejected.jsonl")).unwrap();
+    let rows: Vec<Value> = rejected
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["file"] == bad.display().to_string().as_str())
+        .collect();
+    assert_eq!(rows.iter().map(|v| v["line"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3], "{rejected}");
+    assert_eq!(rows[2]["kind"], "too_short", "{rejected}");
+    assert!(!dir.path().join("run/metrics.jsonl").exists());
+
+    // An ewc.fisher that is not a tuneguard Fisher is refused and left as it was.
+    let general = replay_file(dir.path());
+    let foreign = dir.path().join("weights.safetensors");
+    std::fs::write(&foreign, b"not a safetensors file at all").unwrap();
+    let r = recipe(
+        dir.path(),
+        &format!("[ewc]\nlambda = 1.0\ndata = {general:?}\nexamples = 2\nfisher = {foreign:?}\n"),
+    );
+    let out = tuneguard(&["train", r.to_str().unwrap(), "--overwrite"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("error: ewc.fisher: ") && err.contains("left as it is"), "{err}");
+    assert_eq!(std::fs::read(&foreign).unwrap(), b"not a safetensors file at all");
 }

@@ -117,6 +117,9 @@ macro_rules! reject_kind {
             NoSupervisedTokens,
             /// Tokenization: the chat template (or the tokenizer) fails on this conversation.
             TemplateError,
+            /// Tokenization: a general-domain text row with fewer tokens than a replay example
+            /// needs.
+            TooShort,
         }
 
         impl RejectKind {
@@ -130,6 +133,7 @@ macro_rules! reject_kind {
                     RejectKind::TooLong => "too_long",
                     RejectKind::NoSupervisedTokens => "no_supervised_tokens",
                     RejectKind::TemplateError => "template_error",
+                    RejectKind::TooShort => "too_short",
                 }
             }
         }
@@ -142,7 +146,10 @@ impl RejectKind {
     /// Whether the kind comes from tokenization (after the loader and the audit), rather than
     /// from reading the row.
     pub fn is_tokenization(self) -> bool {
-        matches!(self, RejectKind::TooLong | RejectKind::NoSupervisedTokens | RejectKind::TemplateError)
+        matches!(
+            self,
+            RejectKind::TooLong | RejectKind::NoSupervisedTokens | RejectKind::TemplateError | RejectKind::TooShort
+        )
     }
 }
 

@@ -79,6 +79,9 @@ pub struct DataSummary<P: Presence = Written> {
     /// The general-domain replay rows mixed into training (`[replay]`), never in validation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<GeneralData>,
+    /// The general-domain examples EWC's Fisher was estimated on (`[ewc]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ewc: Option<GeneralData>,
     #[serde(flatten)]
     pub extra: P::Extra,
 }
@@ -103,6 +106,9 @@ pub struct GeneralData {
     /// Replay rows used in training so far (counted in the run's summary).
     #[serde(default)]
     pub used: usize,
+    /// EWC: the Fisher's cache file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fisher: Option<String>,
 }
 
 /// A validation example removed because it repeats a training example.

@@ -11,7 +11,7 @@ use std::path::Path;
 use tuneguard_data::format::DataFormat;
 use tuneguard_data::load::{load_file, LoadOptions};
 use tuneguard_data::tokenize::{ChatTokenizer, Overflow, TokenizeOptions, TokenizedExample};
-use tuneguard_data::{Example, Rejected};
+use tuneguard_data::{Example, RejectKind, Rejected};
 use tuneguard_model::tokenizer::TextTokenizer;
 use tuneguard_records::GeneralData;
 
@@ -28,15 +28,15 @@ pub struct GeneralExamples {
     pub rejected: Vec<Rejected>,
 }
 
-/// Reads and tokenizes `path` (at most `limit` examples when given, in file order) for `what`
-/// (`replay.data`, `ewc.data`), cut to `max_len` tokens.
+/// Reads and tokenizes `path` (at most `limit` examples when given, in file order) for `key`
+/// (`replay.data`, `ewc.data`), cut to `max_len` tokens. An empty result is not an error here:
+/// the caller writes the rejected rows first.
 ///
 /// # Errors
-/// `Data` for an unreadable file or an unknown shape; `Forgetting` naming `what` when no
-/// example is left.
+/// `Prevention` naming `key` for an unreadable file, an unknown extension or shape.
 #[allow(clippy::too_many_arguments)]
 pub fn read(
-    what: &str,
+    key: &'static str,
     path: &Path,
     format: Option<&DataFormat>,
     text_tok: &TextTokenizer,
@@ -45,16 +45,24 @@ pub fn read(
     limit: Option<usize>,
     progress: &mut dyn Progress,
 ) -> Result<GeneralExamples> {
+    let named = |e: &dyn std::fmt::Display| RunError::Prevention { key, reason: e.to_string() };
     let opts = LoadOptions { format: format.cloned(), file_kind: None, max_reject_fraction: None, keep_empty: true };
-    let mut data = load_file(path, &opts)?;
+    let mut data = load_file(path, &opts).map_err(|e| named(&e))?;
+    let mut rejected = data.rejected.clone();
     // Text rows become chunks of max_len tokens; chat rows go through the chat template.
     let mut chunks = Vec::new();
     let (mut chat, mut chat_lines) = (Vec::new(), Vec::new());
+    let mut too_short = Vec::new();
     for (e, &line) in data.examples.iter().zip(&data.lines) {
         match e {
             Example::Text(text) => {
-                let ids = text_tok.encode(text, false)?;
-                for c in ids.chunks(max_len).filter(|c| c.len() >= MIN_CHUNK.min(max_len)) {
+                let ids = text_tok.encode(text, false).map_err(|e| named(&e))?;
+                let min = MIN_CHUNK.min(max_len);
+                if ids.len() < min {
+                    too_short.push((line, ids.len()));
+                    continue;
+                }
+                for c in ids.chunks(max_len).filter(|c| c.len() >= min) {
                     chunks.push(TokenizedExample {
                         input_ids: c.to_vec(),
                         labels: c.iter().map(|&i| i64::from(i)).collect(),
@@ -67,7 +75,6 @@ pub fn read(
             }
         }
     }
-    data.lines = chat_lines;
     // Long rows are cut before tokenizing, as training rows are.
     if let Some(max) = tok.max_example_bytes(max_len) {
         for e in &mut chat {
@@ -76,56 +83,74 @@ pub fn read(
             }
         }
     }
-    let mut t = tok.tokenize_each(&chat, TokenizeOptions { max_len, overflow: Overflow::Truncate })?;
+    let mut t =
+        tok.tokenize_each(&chat, TokenizeOptions { max_len, overflow: Overflow::Truncate }).map_err(|e| named(&e))?;
     let mut examples = chunks;
     examples.append(&mut t.examples);
     if let Some(n) = limit {
         examples.truncate(n);
     }
     let tokens = examples.iter().map(|e| e.len()).sum();
-    let mut rejected = data.rejected.clone();
-    if !t.dropped.is_empty() {
-        let lines: Vec<usize> = t.dropped.iter().map(|d| data.lines[d.index]).collect();
-        let raw = tuneguard_data::raw_rows(path, &lines)?;
-        rejected.extend(t.dropped.iter().map(|d| {
-            let line = data.lines[d.index];
-            Rejected {
-                path: path.to_path_buf(),
-                line,
-                kind: d.kind,
-                reason: format!("{what}: {}", d.reason),
-                raw: raw.get(&line).cloned().unwrap_or_default(),
-            }
+    let mut left_out: Vec<(usize, RejectKind, String)> =
+        t.dropped.iter().map(|d| (chat_lines[d.index], d.kind, format!("{key}: {}", d.reason))).collect();
+    left_out.extend(too_short.iter().map(|&(line, n)| {
+        let reason =
+            format!("{key}: {n} tokens, fewer than the {} a general-domain example needs", MIN_CHUNK.min(max_len));
+        (line, RejectKind::TooShort, reason)
+    }));
+    left_out.sort_by_key(|r| r.0);
+    if !left_out.is_empty() {
+        let lines: Vec<usize> = left_out.iter().map(|r| r.0).collect();
+        let raw = tuneguard_data::raw_rows(path, &lines).map_err(|e| named(&e))?;
+        rejected.extend(left_out.into_iter().map(|(line, kind, reason)| Rejected {
+            path: path.to_path_buf(),
+            line,
+            kind,
+            reason,
+            raw: raw.get(&line).cloned().unwrap_or_default(),
         }));
     }
-    if examples.is_empty() {
-        return Err(RunError::Forgetting(format!(
-            "{what} {}: no example is left to use ({} rows read, {} rejected, {} dropped at tokenization)",
-            path.display(),
-            data.stats.rows,
-            data.rejected.len(),
-            t.dropped.len()
-        )));
-    }
+    let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let summary = GeneralData {
-        path: path.display().to_string(),
+        path: shown.display().to_string(),
         rows_read: data.stats.rows,
         rejected: data.rejected.len(),
         examples: examples.len(),
         truncated: t.stats.truncated,
-        dropped: t.dropped.len(),
+        dropped: t.dropped.len() + too_short.len(),
         tokens,
         ratio: None,
         used: 0,
+        fisher: None,
     };
-    progress.message(&format!(
-        "{what}: {} examples from {} ({} tokens; {} rows rejected, {} cut to max_len {max_len}, {} dropped)",
-        summary.examples,
-        path.display(),
-        summary.tokens,
-        summary.rejected,
-        summary.truncated,
-        summary.dropped
-    ));
+    data.examples.clear();
+    if !examples.is_empty() {
+        progress.message(&format!(
+            "{key}: {} examples from {} ({} tokens; {} rows rejected, {} cut to max_len {max_len}, {} dropped)",
+            summary.examples,
+            path.display(),
+            summary.tokens,
+            summary.rejected,
+            summary.truncated,
+            summary.dropped
+        ));
+    }
     Ok(GeneralExamples { examples, summary, rejected })
+}
+
+impl GeneralExamples {
+    /// `Prevention` naming `key` when no example is left (after the rejects are written).
+    pub fn check(&self, key: &'static str) -> Result<()> {
+        if !self.examples.is_empty() {
+            return Ok(());
+        }
+        let s = &self.summary;
+        Err(RunError::Prevention {
+            key,
+            reason: format!(
+                "{}: no example is left to use ({} rows read, {} rejected, {} dropped; see rejected.jsonl)",
+                s.path, s.rows_read, s.rejected, s.dropped
+            ),
+        })
+    }
 }

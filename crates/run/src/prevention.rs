@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use tuneguard_data::tokenize::{ChatTokenizer, TokenizedExample};
 use tuneguard_data::Rejected;
 use tuneguard_model::LoadedModel;
-use tuneguard_train::anchor::{fisher_diagonal, Fisher};
+use tuneguard_train::anchor::{fisher_diagonal, Cached, Fisher};
 use tuneguard_train::distill::DistillOn;
 use tuneguard_train::step::Sequence;
 
@@ -82,34 +82,29 @@ pub(crate) fn prepare(
     let tok = ChatTokenizer::new(&loaded.tokenizer, template)?;
     let max_len = recipe.data.max_len;
     let mut hash = Sha256::new();
-    let mut new_rejects = Vec::new();
-    if let (true, Some(path)) = (replay_on, &rp.data) {
-        let g = general_data::read(
-            "replay.data",
-            path,
-            rp.format.as_ref(),
-            &loaded.tokenizer,
-            &tok,
-            max_len,
-            None,
-            progress,
-        )?;
-        hash.update(b"replay");
-        hash_examples(&mut hash, &g.examples);
-        let GeneralExamples { examples, summary: mut s, rejected } = g;
-        s.ratio = Some(rp.ratio);
-        summary.replay = Some(s);
-        new_rejects.extend(rejected);
-        p.replay = examples.into_iter().map(TrainRow::replay).collect();
-        p.replay_ratio = rp.ratio;
-    }
-    if ewc.lambda > 0.0 {
-        let (path, format) = match &ewc.data {
-            Some(d) => (d, ewc.format.as_ref()),
-            None => (
-                rp.data.as_ref().ok_or_else(|| RunError::Forgetting("ewc.data is not set".into()))?,
+    let replay = match (replay_on, &rp.data) {
+        (true, Some(path)) => {
+            let g = general_data::read(
+                "replay.data",
+                path,
                 rp.format.as_ref(),
-            ),
+                &loaded.tokenizer,
+                &tok,
+                max_len,
+                None,
+                progress,
+            )?;
+            Some(g)
+        }
+        _ => None,
+    };
+    let ewc_data = if ewc.lambda > 0.0 {
+        let (path, format) = match (&ewc.data, &rp.data) {
+            (Some(d), _) => (d, ewc.format.as_ref()),
+            (None, Some(d)) => (d, rp.format.as_ref()),
+            (None, None) => {
+                return Err(RunError::Prevention { key: "ewc.data", reason: "no general-domain file is named".into() })
+            }
         };
         let g = general_data::read(
             "ewc.data",
@@ -121,10 +116,46 @@ pub(crate) fn prepare(
             Some(ewc.examples),
             progress,
         )?;
-        // Rows read for both replay and EWC are reported once.
-        let seen: std::collections::HashSet<(PathBuf, usize)> =
-            new_rejects.iter().map(|r| (r.path.clone(), r.line)).collect();
-        new_rejects.extend(g.rejected.into_iter().filter(|r| !seen.contains(&(r.path.clone(), r.line))));
+        Some(g)
+    } else {
+        None
+    };
+    // Every rejected row is written before anything can stop the run; rows read for both
+    // replay and EWC are listed once.
+    let mut seen: std::collections::HashSet<(PathBuf, usize)> =
+        rejected.iter().map(|r| (r.path.clone(), r.line)).collect();
+    let before = rejected.len();
+    for g in replay.iter().chain(&ewc_data) {
+        for r in &g.rejected {
+            if seen.insert((r.path.clone(), r.line)) {
+                rejected.push(r.clone());
+            }
+        }
+    }
+    if rejected.len() > before {
+        tuneguard_data::rejected::write_rejected(&out.join("rejected.jsonl"), rejected)?;
+    }
+    if let Some(g) = replay {
+        g.check("replay.data")?;
+        hash.update(b"replay");
+        hash_examples(&mut hash, &g.examples);
+        let GeneralExamples { examples, summary: mut s, .. } = g;
+        s.ratio = Some(rp.ratio);
+        summary.replay = Some(s);
+        p.replay = examples.into_iter().map(TrainRow::replay).collect();
+        p.replay_ratio = rp.ratio;
+    }
+    if let Some(g) = ewc_data {
+        g.check("ewc.data")?;
+        if g.examples.len() < ewc.examples {
+            progress.message(&format!(
+                "warning: ewc.examples = {} but {} has {} examples; the Fisher is estimated on {}",
+                ewc.examples,
+                g.summary.path,
+                g.examples.len(),
+                g.examples.len()
+            ));
+        }
         let key = fisher_key(model_sha256, loaded, &g.examples);
         hash.update(key.as_bytes());
         let cache = ewc.fisher.clone().unwrap_or_else(|| out.join(FISHER_FILE));
@@ -132,11 +163,10 @@ pub(crate) fn prepare(
         if ewc.normalize {
             fisher.normalize();
         }
+        let mut s = g.summary;
+        s.fisher = Some(std::path::absolute(&cache).unwrap_or(cache).display().to_string());
+        summary.ewc = Some(s);
         p.ewc = Some((ewc.lambda as f32, fisher));
-    }
-    if !new_rejects.is_empty() {
-        rejected.extend(new_rejects);
-        tuneguard_data::rejected::write_rejected(&out.join("rejected.jsonl"), rejected)?;
     }
     p.fingerprint = hex::encode(hash.finalize());
     Ok(p)
@@ -176,9 +206,21 @@ fn fisher(
     progress: &mut dyn Progress,
 ) -> Result<Fisher> {
     let model = &loaded.model;
-    if let Some(f) = Fisher::load(model, cache, key)? {
-        progress.message(&format!("ewc: Fisher information of {} examples read from {}", f.examples, cache.display()));
-        return Ok(f);
+    let named = |e: tuneguard_train::TrainError| RunError::Prevention { key: "ewc.fisher", reason: e.to_string() };
+    match Fisher::load(model, cache, key).map_err(named)? {
+        Cached::Found(f) => {
+            progress.message(&format!(
+                "ewc: Fisher information of {} examples read from {}",
+                f.examples,
+                cache.display()
+            ));
+            return Ok(f);
+        }
+        Cached::Stale => progress.message(&format!(
+            "ewc: {} holds a Fisher made for another model, other adapted projections or other examples; replacing it",
+            cache.display()
+        )),
+        Cached::Missing => {}
     }
     progress.message(&format!(
         "ewc: estimating the Fisher information of the base weights on {} general examples...",
@@ -187,7 +229,7 @@ fn fisher(
     let t0 = std::time::Instant::now();
     let seqs: Vec<Sequence> = examples.iter().map(|e| Sequence::new(&e.input_ids, &e.labels)).collect();
     let f = fisher_diagonal(model, &seqs, |_| {})?;
-    f.save(model, cache, key)?;
+    f.save(model, cache, key).map_err(named)?;
     progress.message(&format!(
         "ewc: Fisher information estimated in {:.1} s, cached in {}",
         t0.elapsed().as_secs_f64(),

@@ -46,6 +46,10 @@ pub enum RunError {
     /// A general-domain set of `[forgetting]` cannot be read or measured.
     #[error("forgetting.task: {0}")]
     Forgetting(String),
+    /// Forgetting prevention (`[replay]`, `[ewc]`) cannot use its data or its Fisher cache;
+    /// `key` names the setting.
+    #[error("{key}: {reason}")]
+    Prevention { key: &'static str, reason: String },
     /// `--resume` on a folder it cannot continue.
     #[error("cannot resume {dir}: {reason}")]
     Resume { dir: PathBuf, reason: String },

@@ -90,7 +90,7 @@ impl Fisher {
             })
             .collect::<Result<Vec<_>>>()?;
         let meta = HashMap::from([
-            ("format".to_string(), "tuneguard-ewc-fisher".to_string()),
+            ("format".to_string(), FORMAT.to_string()),
             ("key".to_string(), key.to_string()),
             ("examples".to_string(), self.examples.to_string()),
         ]);
@@ -101,23 +101,28 @@ impl Fisher {
         })
     }
 
-    /// Reads a Fisher written by [`Fisher::save`] for `model`; `Ok(None)` when the file is
-    /// missing or was computed for another key (other model, data or settings).
+    /// Reads a Fisher written by [`Fisher::save`] for `model` and `key`.
     ///
     /// # Errors
-    /// `Checkpoint` for a file that cannot be read or does not fit the model's adapted
-    /// projections.
-    pub fn load(model: &Llama, path: &Path, key: &str) -> Result<Option<Fisher>> {
+    /// `Checkpoint` for a file that cannot be read, is not a tuneguard Fisher (it is never
+    /// overwritten then), or does not fit the model's adapted projections.
+    pub fn load(model: &Llama, path: &Path, key: &str) -> Result<Cached> {
         let fail = |reason: String| TrainError::Checkpoint { path: path.to_path_buf(), reason };
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Cached::Missing),
             Err(e) => return Err(fail(e.to_string())),
         };
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| fail(e.to_string()))?;
+        let not_ours = |why: String| {
+            fail(format!("{why}: not a Fisher written by tuneguard, so it is left as it is; name another file"))
+        };
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| not_ours(e.to_string()))?;
         let meta = meta.metadata().clone().unwrap_or_default();
+        if meta.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(not_ours("its metadata has no `format` = tuneguard-ewc-fisher".into()));
+        }
         if meta.get("key").map(String::as_str) != Some(key) {
-            return Ok(None);
+            return Ok(Cached::Stale);
         }
         let examples = meta.get("examples").and_then(|n| n.parse().ok()).unwrap_or(0);
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| fail(e.to_string()))?;
@@ -142,8 +147,21 @@ impl Fisher {
             }
             layers.push(fs);
         }
-        Ok(Some(Fisher { layers, examples }))
+        Ok(Cached::Found(Fisher { layers, examples }))
     }
+}
+
+/// The `format` metadata of a Fisher file.
+const FORMAT: &str = "tuneguard-ewc-fisher";
+
+/// What a Fisher cache file holds.
+#[derive(Debug)]
+pub enum Cached {
+    /// No file.
+    Missing,
+    /// A tuneguard Fisher made for another model, projections or examples (safe to replace).
+    Stale,
+    Found(Fisher),
 }
 
 /// The diagonal (empirical) Fisher information of the base weights of every LoRA-adapted

@@ -91,7 +91,10 @@ macro_rules! check_id {
             pub fn of_reject(kind: RejectKind) -> Option<CheckId> {
                 Some(match kind {
                     $(RejectKind::$kind => CheckId::$kind,)*
-                    RejectKind::TooLong | RejectKind::NoSupervisedTokens | RejectKind::TemplateError => return None,
+                    RejectKind::TooLong
+                    | RejectKind::NoSupervisedTokens
+                    | RejectKind::TemplateError
+                    | RejectKind::TooShort => return None,
                 })
             }
         }

@@ -204,6 +204,30 @@ impl Recipe {
             (Some(p), true) if !p.is_file() => return bad("replay.data", format!("{} is not a file", p.display())),
             _ => {}
         }
+        // General-domain rows must not be the task data: its validation rows would train.
+        let same = |a: &std::path::Path, b: &std::path::Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b))
+        {
+            (Ok(x), Ok(y)) => x == y,
+            _ => a == b,
+        };
+        let task_files: Vec<&std::path::Path> =
+            std::iter::once(self.data.train.as_path()).chain(self.data.val_file.as_deref()).collect();
+        for (key, general) in [("replay.data", rp.data.as_deref()), ("ewc.data", ewc.data.as_deref())] {
+            if let Some(g) = general {
+                if task_files.iter().any(|t| same(g, t)) {
+                    return bad(
+                        key,
+                        format!(
+                            "{} is the task's own data; general-domain rows must come from elsewhere (the validation rows would be trained on)",
+                            g.display()
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(f) = ewc.fisher.as_ref().filter(|f| f.is_dir()) {
+            return bad("ewc.fisher", format!("{} is a folder; name the Fisher's cache file", f.display()));
+        }
         if kd.lambda > 0.0 && kd.on == DistillOnSpec::Replay && rp.ratio == 0.0 {
             return bad(
                 "distill.on",
