@@ -196,10 +196,8 @@ fn unusable_general_rows_are_listed_and_a_foreign_fisher_file_is_left_alone() {
     let general = replay_file(dir.path());
     let foreign = dir.path().join("weights.safetensors");
     std::fs::write(&foreign, b"not a safetensors file at all").unwrap();
-    let r = recipe(
-        dir.path(),
-        &format!("[ewc]\nlambda = 1.0\ndata = {general:?}\nexamples = 2\nfisher = {foreign:?}\n"),
-    );
+    let r =
+        recipe(dir.path(), &format!("[ewc]\nlambda = 1.0\ndata = {general:?}\nexamples = 2\nfisher = {foreign:?}\n"));
     let out = tuneguard(&["train", r.to_str().unwrap(), "--overwrite"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");

@@ -348,20 +348,7 @@ fn execute(
             "early stopping is on but there is no validation data; set data.val_size or data.val_file".to_string(),
         );
     }
-    if !prevention.replay.is_empty() {
-        let per = per_step as f64 * prevention.replay_ratio / (1.0 - prevention.replay_ratio);
-        progress.message(&format!(
-            "replay: {per:.2} replay rows per step next to {per_step} task rows (replay.ratio = {})",
-            prevention.replay_ratio
-        ));
-        if per > prevention.replay.len() as f64 {
-            warnings.push(format!(
-                "replay.ratio = {} asks for {per:.0} replay rows per step but replay.data has {}: each is used more than once per step",
-                prevention.replay_ratio,
-                prevention.replay.len()
-            ));
-        }
-    }
+    warnings.extend(prevention.replay_notice(per_step, progress));
     for w in &warnings {
         progress.message(&format!("warning: {w}"));
     }

@@ -42,6 +42,26 @@ impl Prevention {
     pub fn distill_on(&self) -> Option<DistillOn> {
         self.distill.map(|(_, _, on)| on)
     }
+
+    /// Says how many replay rows each step of `per_step` task rows gets; a warning when that is
+    /// more than there are.
+    pub fn replay_notice(&self, per_step: usize, progress: &mut dyn Progress) -> Option<String> {
+        if self.replay.is_empty() {
+            return None;
+        }
+        let per = per_step as f64 * self.replay_ratio / (1.0 - self.replay_ratio);
+        progress.message(&format!(
+            "replay: {per:.2} replay rows per step next to {per_step} task rows (replay.ratio = {})",
+            self.replay_ratio
+        ));
+        (per > self.replay.len() as f64).then(|| {
+            format!(
+                "replay.ratio = {} asks for {per:.0} replay rows per step but replay.data has {}: each is used more than once per step",
+                self.replay_ratio,
+                self.replay.len()
+            )
+        })
+    }
 }
 
 /// Reads `[replay]` and `[ewc]`'s data, estimates or loads the Fisher, and adds the general

@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 use tuneguard_train::schedule::Schedule;
 
 mod overrides;
+mod prevention;
 mod sections;
 mod validate;
+pub use prevention::*;
 pub use sections::*;
 pub use validate::Range;
 
