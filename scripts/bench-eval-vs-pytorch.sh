@@ -9,6 +9,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BASE="${BASE:-$HOME/.cache/tuneguard-pytorch-baseline}"
+SHARED="${TUNEGUARD_SHARED:-$ROOT/../shared}"
+# Each run waits until the machine is idle (the baseline's wait_quiet.py), when it is there.
+quiet() { [ -f "$SHARED/bench/pytorch/wait_quiet.py" ] && python3 "$SHARED/bench/pytorch/wait_quiet.py" 0.10 300 3 >/dev/null 2>&1 || true; }
 ROUNDS="${1:-2}"
 TOKENS="${2:-8192}"
 BIN="${TUNEGUARD:-$ROOT/target/release/tuneguard}"
@@ -46,9 +49,11 @@ for i in $(seq "$ROUNDS"); do
   for ws in "1024 512" "512 512"; do
     set -- $ws
     echo "round $i/$ROUNDS window $1 stride $2: tuneguard" >&2
+    quiet
     "$BIN" eval perplexity "$ROOT/data/eval/wikitext2_test.jsonl" --window "$1" --stride "$2" --max-tokens "$TOKENS" --bootstrap 0 --threads 2 --json \
       | python3 -c 'import json,sys; j=json.load(sys.stdin); print(json.dumps({"engine":"tuneguard","window":j["window"],"stride":j["stride"],"tokens_scored":j["tokens_scored"],"seconds":j["seconds"],"tokens_per_s":j["tokens_scored"]/j["seconds"],"perplexity":j["perplexity"]}))' >> "$OUT/runs.jsonl"
     echo "round $i/$ROUNDS window $1 stride $2: pytorch" >&2
+    quiet
     "$BASE/venv/bin/python" "$OUT/guide.py" "$BASE/smollm2-135m-instruct-hf" "$ROOT/data/eval/wikitext2_test.jsonl" "$TOKENS" "$1" "$2" 2>/dev/null >> "$OUT/runs.jsonl"
   done
 done
