@@ -47,7 +47,7 @@ pub fn read(
 ) -> Result<GeneralExamples> {
     let named = |e: &dyn std::fmt::Display| RunError::Prevention { key, reason: e.to_string() };
     let opts = LoadOptions { format: format.cloned(), file_kind: None, max_reject_fraction: None, keep_empty: true };
-    let mut data = load_file(path, &opts).map_err(|e| named(&e))?;
+    let data = load_file(path, &opts).map_err(|e| named(&e))?;
     let mut rejected = data.rejected.clone();
     // Text rows become chunks of max_len tokens; chat rows go through the chat template.
     let mut chunks = Vec::new();
@@ -123,7 +123,6 @@ pub fn read(
         used: 0,
         fisher: None,
     };
-    data.examples.clear();
     if !examples.is_empty() {
         progress.message(&format!(
             "{key}: {} examples from {} ({} tokens; {} rows rejected, {} cut to max_len {max_len}, {} dropped)",

@@ -226,6 +226,17 @@ fn load_model(recipe: &Recipe, model_path: &Path, progress: &mut dyn Progress) -
     Ok((loaded, trainable))
 }
 
+/// The recipe's `data.chat_template`, read for `loaded`'s tokenizer (`None`: the model's own).
+pub(crate) fn custom_template(
+    recipe: &Recipe,
+    loaded: &LoadedModel,
+) -> Result<Option<tuneguard_model::chat::ChatTemplate>> {
+    Ok(match &recipe.data.chat_template {
+        Some(p) => Some(tuneguard_audit::lint::chat_template_from_path(p, &loaded.tokenizer)?),
+        None => None,
+    })
+}
+
 /// Renders, audits, splits, lints and tokenizes the data for `loaded` (audit files go to `out`).
 fn prepare_for(
     recipe: &Recipe,
@@ -234,10 +245,7 @@ fn prepare_for(
     audit_only: bool,
     progress: &mut dyn Progress,
 ) -> Result<prepare::Prepared> {
-    let custom = match &recipe.data.chat_template {
-        Some(p) => Some(tuneguard_audit::lint::chat_template_from_path(p, &loaded.tokenizer)?),
-        None => None,
-    };
+    let custom = custom_template(recipe, loaded)?;
     let template = custom.as_ref().or(loaded.chat_template.as_ref()).ok_or(RunError::NoChatTemplate)?;
     let tok = ChatTokenizer::new(&loaded.tokenizer, template)?;
     let cx = PrepareCtx { loaded, data_template: custom.as_ref(), tok: &tok, out, audit_only };

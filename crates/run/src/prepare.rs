@@ -46,13 +46,18 @@ impl Prepared {
     pub fn fingerprint(&self) -> String {
         let mut h = Sha256::new();
         for (tag, set) in [(b'T', &self.train), (b'V', &self.val)] {
-            for e in set {
-                h.update([tag]);
-                e.input_ids.iter().for_each(|i| h.update(i.to_le_bytes()));
-                e.labels.iter().for_each(|l| h.update(l.to_le_bytes()));
-            }
+            hash_examples(&mut h, tag, set);
         }
         hex::encode(h.finalize())
+    }
+}
+
+/// Adds every example's `tag`, token ids and labels to `h` (the data fingerprints).
+pub(crate) fn hash_examples(h: &mut Sha256, tag: u8, examples: &[TokenizedExample]) {
+    for e in examples {
+        h.update([tag]);
+        e.input_ids.iter().for_each(|i| h.update(i.to_le_bytes()));
+        e.labels.iter().for_each(|l| h.update(l.to_le_bytes()));
     }
 }
 

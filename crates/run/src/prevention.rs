@@ -13,7 +13,7 @@ use tuneguard_train::distill::DistillOn;
 use tuneguard_train::step::Sequence;
 
 use crate::general_data::{self, GeneralExamples};
-use crate::prepare::DataSummary;
+use crate::prepare::{hash_examples, DataSummary};
 use crate::recipe::{DistillOnSpec, Recipe};
 use crate::rows::TrainRow;
 use crate::{Progress, Result, RunError};
@@ -94,10 +94,7 @@ pub(crate) fn prepare(
     if !replay_on && ewc.lambda == 0.0 {
         return Ok(p);
     }
-    let custom = match &recipe.data.chat_template {
-        Some(path) => Some(tuneguard_audit::lint::chat_template_from_path(path, &loaded.tokenizer)?),
-        None => None,
-    };
+    let custom = crate::custom_template(recipe, loaded)?;
     let template = custom.as_ref().or(loaded.chat_template.as_ref()).ok_or(RunError::NoChatTemplate)?;
     let tok = ChatTokenizer::new(&loaded.tokenizer, template)?;
     let max_len = recipe.data.max_len;
@@ -158,7 +155,7 @@ pub(crate) fn prepare(
     if let Some(g) = replay {
         g.check("replay.data")?;
         hash.update(b"replay");
-        hash_examples(&mut hash, &g.examples);
+        hash_examples(&mut hash, b'E', &g.examples);
         let GeneralExamples { examples, summary: mut s, .. } = g;
         s.ratio = Some(rp.ratio);
         summary.replay = Some(s);
@@ -192,14 +189,6 @@ pub(crate) fn prepare(
     Ok(p)
 }
 
-fn hash_examples(h: &mut Sha256, examples: &[TokenizedExample]) {
-    for e in examples {
-        h.update(b"E");
-        e.input_ids.iter().for_each(|i| h.update(i.to_le_bytes()));
-        e.labels.iter().for_each(|l| h.update(l.to_le_bytes()));
-    }
-}
-
 /// What the Fisher depends on: the model file, which projections are adapted, the examples.
 fn fisher_key(model_sha256: &str, loaded: &LoadedModel, examples: &[TokenizedExample]) -> String {
     let mut h = Sha256::new();
@@ -213,7 +202,7 @@ fn fisher_key(model_sha256: &str, loaded: &LoadedModel, examples: &[TokenizedExa
         }
         h.update(b"|");
     }
-    hash_examples(&mut h, examples);
+    hash_examples(&mut h, b'E', examples);
     hex::encode(h.finalize())
 }
 
