@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tuneguard_metrics::bootstrap::{Bootstrap, Interval};
 use tuneguard_metrics::classification::{accuracy, averaged, confusion_matrix, per_class, Average, ZeroDivision};
-use tuneguard_model::llama::{KvCache, Llama, LogitsFor};
+use tuneguard_model::llama::Llama;
 use tuneguard_model::ops::log_sum_exp;
 use tuneguard_model::tokenizer::TextTokenizer;
 
@@ -155,18 +155,28 @@ pub fn encode(
     Ok((ctx, conts))
 }
 
-/// The scores of one item.
-///
-/// # Errors
-/// `Row` when a choice has no token of its own or the item does not fit the model's context;
-/// `Model` from the forward pass.
-pub fn score_item(
-    model: &Llama,
-    tokenizer: &TextTokenizer,
-    path: &Path,
-    item: &Item,
-    delimiter: &str,
-) -> Result<ItemScore> {
+/// One item ready for the model: its prompt's tokens and each choice's continuation tokens.
+struct Encoded {
+    ctx: Vec<u32>,
+    conts: Vec<Vec<u32>>,
+}
+
+impl Encoded {
+    /// The sequences to run and the first position whose logits each needs, as
+    /// lm-evaluation-harness requests them: one (prompt + continuation without its last token)
+    /// per choice, scored from the prompt's last position. When every continuation is one token,
+    /// the prompt alone serves all choices.
+    fn requests(&self) -> Vec<(Vec<u32>, usize)> {
+        let from = self.ctx.len() - 1;
+        if self.conts.iter().all(|c| c.len() == 1) {
+            return vec![(self.ctx.clone(), from)];
+        }
+        self.conts.iter().map(|c| ([&self.ctx[..], &c[..c.len() - 1]].concat(), from)).collect()
+    }
+}
+
+/// Encodes one item and checks that it can be scored.
+fn prepare(model: &Llama, tokenizer: &TextTokenizer, path: &Path, item: &Item, delimiter: &str) -> Result<Encoded> {
     let bad = |reason: String| EvalError::Row { path: PathBuf::from(path), line: item.line, reason };
     let (mut ctx, conts) = encode(tokenizer, &item.prompt, delimiter, &item.choices)?;
     if ctx.is_empty() {
@@ -188,22 +198,19 @@ pub fn score_item(
             )));
         }
     }
-    let v = model.config.vocab_size;
-    let mut cache = KvCache::new(&model.config);
-    let last = model.forward(&ctx, &mut cache, LogitsFor::Last)?; // (1, v)
-    let mut lls = Vec::with_capacity(conts.len());
-    let mut greedy = Vec::with_capacity(conts.len());
-    for cont in &conts {
-        // Row i predicts cont[i]: row 0 is the prompt's last position, row i ≥ 1 cont[i − 1].
-        let mut logits = last.clone();
-        if cont.len() > 1 {
-            let mut c = cache.clone();
-            logits.extend(model.forward(&cont[..cont.len() - 1], &mut c, LogitsFor::All)?);
-        }
+    Ok(Encoded { ctx, conts })
+}
+
+/// An item's scores from the logits of its [`Encoded::requests`].
+fn score(item: &Item, e: &Encoded, logits: &[Vec<f32>], v: usize) -> ItemScore {
+    let mut lls = Vec::with_capacity(e.conts.len());
+    let mut greedy = Vec::with_capacity(e.conts.len());
+    for (ci, cont) in e.conts.iter().enumerate() {
+        // Row i predicts cont[i]; a shared prompt-only request has the one row every choice needs.
+        let rows = logits.get(ci).unwrap_or(&logits[0]);
         let mut ll = 0.0;
         let mut is_greedy = true;
-        for (i, &tok) in cont.iter().enumerate() {
-            let row = &logits[i * v..(i + 1) * v];
+        for (row, &tok) in rows.chunks(v).zip(cont) {
             ll += row[tok as usize] as f64 - log_sum_exp(row);
             is_greedy &= tuneguard_model::generate::argmax(row) == tok;
         }
@@ -211,15 +218,67 @@ pub fn score_item(
         greedy.push(is_greedy);
     }
     let norm: Vec<f64> = lls.iter().zip(&item.choices).map(|(l, c)| l / c.chars().count().max(1) as f64).collect();
-    Ok(ItemScore {
+    ItemScore {
         id: item.id.clone(),
         target: item.target,
-        tokens: conts.iter().map(Vec::len).collect(),
+        tokens: e.conts.iter().map(Vec::len).collect(),
         pred: argmax(&lls),
         pred_norm: argmax(&norm),
         loglikelihood: lls,
         is_greedy: greedy,
-    })
+    }
+}
+
+/// The scores of `items`, in order; their requests run in batched forward passes
+/// ([`crate::batch`]), the passes in parallel. `on_item` is called once per item scored.
+///
+/// # Errors
+/// `Row` (the first in file order, before any forward pass) when a choice has no token of its
+/// own or an item does not fit the model's context; `Model` from the forward pass.
+pub fn score_items(
+    model: &Llama,
+    tokenizer: &TextTokenizer,
+    path: &Path,
+    items: &[Item],
+    delimiter: &str,
+    on_item: &(dyn Fn() + Sync),
+) -> Result<Vec<ItemScore>> {
+    let encoded: Vec<Encoded> =
+        items.iter().map(|it| prepare(model, tokenizer, path, it, delimiter)).collect::<Result<_>>()?;
+    let requests: Vec<Vec<(Vec<u32>, usize)>> = encoded.iter().map(Encoded::requests).collect();
+    let sizes: Vec<usize> = requests.iter().map(|r| r.iter().map(|(s, _)| s.len()).sum()).collect();
+    let v = model.config.vocab_size;
+    let scored: Vec<Result<Vec<ItemScore>>> = crate::batch::groups(&sizes, crate::batch::BATCH_TOKENS)
+        .into_par_iter()
+        .map(|g| {
+            let asks: Vec<(&[u32], usize)> =
+                requests[g.clone()].iter().flatten().map(|(s, from)| (s.as_slice(), *from)).collect();
+            let mut logits = model.forward_batch(&asks)?.into_iter();
+            let mut out = Vec::with_capacity(g.len());
+            for i in g {
+                let mine: Vec<Vec<f32>> = logits.by_ref().take(requests[i].len()).collect();
+                out.push(score(&items[i], &encoded[i], &mine, v));
+                on_item();
+            }
+            Ok(out)
+        })
+        .collect();
+    Ok(scored.into_iter().collect::<Result<Vec<_>>>()?.concat())
+}
+
+/// The scores of one item (see [`score_items`]).
+///
+/// # Errors
+/// As [`score_items`].
+pub fn score_item(
+    model: &Llama,
+    tokenizer: &TextTokenizer,
+    path: &Path,
+    item: &Item,
+    delimiter: &str,
+) -> Result<ItemScore> {
+    let mut s = score_items(model, tokenizer, path, std::slice::from_ref(item), delimiter, &|| ())?;
+    Ok(s.remove(0))
 }
 
 /// The first index of the largest value (numpy's `argmax`).
@@ -268,15 +327,7 @@ pub fn evaluate(
     bootstrap: Option<Bootstrap>,
     on_item: &(dyn Fn() + Sync),
 ) -> Result<ChoiceReport> {
-    let scores: Vec<Result<ItemScore>> = items
-        .par_iter()
-        .map(|it| {
-            let r = score_item(model, tokenizer, path, it, &spec.delimiter);
-            on_item();
-            r
-        })
-        .collect();
-    let scores: Vec<ItemScore> = scores.into_iter().collect::<Result<_>>()?;
+    let scores = score_items(model, tokenizer, path, items, &spec.delimiter, on_item)?;
     summarize(scores, &spec.choices, bootstrap)
 }
 

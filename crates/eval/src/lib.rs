@@ -9,8 +9,10 @@
 //! - [`general`]: a perplexity or multiple-choice task prepared once and measured on the model
 //!   being trained (the forgetting guard).
 //!
-//! The forward passes of independent windows or items run in parallel and are collected in
-//! order, so a result does not depend on the thread count.
+//! Independent windows or items are grouped into batched forward passes ([`batch`]: several
+//! sequences per pass), the groups run in parallel and are collected in order, so a result does
+//! not depend on the thread count.
+pub mod batch;
 pub mod choice;
 pub mod general;
 pub mod generation;

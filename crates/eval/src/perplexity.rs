@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 use serde::Serialize;
 use tuneguard_metrics::bootstrap::{Bootstrap, Interval};
-use tuneguard_model::llama::{KvCache, Llama, LogitsFor};
+use tuneguard_model::llama::Llama;
 
 use crate::{EvalError, Result};
 
@@ -104,15 +104,18 @@ pub fn perplexity(
         });
     }
     let ws = windows(tokens.len(), window, stride)?;
-    let per: Vec<Result<(f64, u64)>> = ws
-        .par_iter()
-        .map(|w| {
-            let r = window_nll(model, tokens, w);
-            on_window();
+    let sizes: Vec<usize> = ws.iter().map(|w| w.end - w.begin).collect();
+    let per: Vec<Result<Vec<(f64, u64)>>> = crate::batch::groups(&sizes, crate::batch::BATCH_TOKENS)
+        .into_par_iter()
+        .map(|g| {
+            let r = windows_nll(model, tokens, &ws[g]);
+            if let Ok(done) = &r {
+                done.iter().for_each(|_| on_window());
+            }
             r
         })
         .collect();
-    let per: Vec<(f64, u64)> = per.into_iter().collect::<Result<_>>()?;
+    let per: Vec<(f64, u64)> = per.into_iter().collect::<Result<Vec<_>>>()?.concat();
     let (nll_sum, scored) = per.iter().fold((0.0, 0), |(s, n), &(a, b)| (s + a, n + b));
     let nll = nll_sum / scored as f64;
     let interval = match bootstrap {
@@ -138,17 +141,24 @@ pub fn perplexity(
 }
 
 /// (Σ NLL in nats, tokens) of a window's scored tokens.
-fn window_nll(model: &Llama, tokens: &[u32], w: &Window) -> Result<(f64, u64)> {
+/// The NLL sum and the scored-token count of each window, in one batched forward pass: a
+/// window's logits are asked for from the position before its first scored token.
+fn windows_nll(model: &Llama, tokens: &[u32], ws: &[Window]) -> Result<Vec<(f64, u64)>> {
     let v = model.config.vocab_size;
-    let mut cache = KvCache::new(&model.config);
-    let logits = model.forward(&tokens[w.begin..w.end], &mut cache, LogitsFor::All)?; // (t, v)
-    let mut nll = 0.0;
-    for p in w.scored_from..w.end {
-        // Logits at window position p − 1 − begin predict token p.
-        let row = &logits[(p - 1 - w.begin) * v..(p - w.begin) * v];
-        nll += tuneguard_model::ops::log_sum_exp(row) - row[tokens[p] as usize] as f64;
-    }
-    Ok((nll, (w.end - w.scored_from) as u64))
+    let asks: Vec<(&[u32], usize)> =
+        ws.iter().map(|w| (&tokens[w.begin..w.end], w.scored_from - 1 - w.begin)).collect();
+    let logits = model.forward_batch(&asks)?; // (end − scored_from + 1, v) each; the last row unused
+    Ok(ws
+        .iter()
+        .zip(&logits)
+        .map(|(w, l)| {
+            let nll: f64 = (w.scored_from..w.end)
+                .zip(l.chunks(v))
+                .map(|(p, row)| tuneguard_model::ops::log_sum_exp(row) - row[tokens[p] as usize] as f64)
+                .sum();
+            (nll, (w.end - w.scored_from) as u64)
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 use std::path::Path;
 
 use serde_json::Value;
-use tuneguard_eval::choice::{score_item, Item};
+use tuneguard_eval::choice::{score_items, Item};
 use tuneguard_eval::generation::{prompt_tokens, GenItem, GenerationSpec};
 use tuneguard_eval::perplexity::perplexity;
 use tuneguard_eval::rows::Template;
@@ -74,6 +74,7 @@ fn sst2_choices_equal_transformers_item_by_item() {
     let n = if std::env::var_os("TUNEGUARD_SST2_ALL").is_some() { rows.len() } else { 300 };
     let question = "\nQuestion: Is this sentence positive or negative?\nAnswer:";
     let (mut same_pred, mut max_diff) = (0, 0f64);
+    let mut items = Vec::new();
     for (row, w) in rows.iter().zip(want).take(n) {
         assert_eq!(row["id"], w["id"]);
         let item = Item {
@@ -87,7 +88,12 @@ fn sst2_choices_equal_transformers_item_by_item() {
         for (c, wc) in conts.iter().zip(w["cont_tokens"].as_array().unwrap()) {
             assert_eq!(c, &ids(wc), "{}", item.id);
         }
-        let s = score_item(&m.model, &m.tokenizer, Path::new("sst2"), &item, " ").unwrap();
+        items.push(item);
+    }
+    // All items at once: the batched forward passes `eval` runs.
+    let scores = score_items(&m.model, &m.tokenizer, Path::new("sst2"), &items, " ", &|| ()).unwrap();
+    for ((s, item), w) in scores.iter().zip(&items).zip(want) {
+        assert_eq!(s.id, item.id);
         for (ours, theirs) in s.loglikelihood.iter().zip(w["ll"].as_array().unwrap()) {
             let theirs = theirs.as_f64().unwrap();
             max_diff = max_diff.max((ours - theirs).abs());
@@ -97,6 +103,7 @@ fn sst2_choices_equal_transformers_item_by_item() {
         assert_eq!(s.pred_norm as u64, w["pred_norm"].as_u64().unwrap(), "{}", item.id);
         same_pred += 1;
     }
+    assert_eq!(scores.len(), n);
     eprintln!(
         "sst2: {same_pred}/{n} items with the same choice; largest log-likelihood difference {max_diff:.2e} nats"
     );

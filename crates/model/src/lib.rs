@@ -1,5 +1,6 @@
 //! tuneguard-model: the Llama-family model engine — GGUF and Hugging Face safetensors loading,
 //! tokenizer, chat template, f32 forward pass with a KV cache, PEFT LoRA adapters and generation.
+mod attention;
 pub mod chat;
 pub mod config;
 pub mod engine;

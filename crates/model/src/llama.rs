@@ -3,9 +3,9 @@
 //!
 //! Shapes legend: t tokens of this call, T tokens in the cache, d hidden, h heads, kv kv-heads,
 //! hd head dim, ff MLP width, v vocab.
-use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::attention::attention;
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::linear::Linear;
@@ -179,15 +179,116 @@ impl Llama {
         if t == 0 {
             return Err(ModelError::InvalidRequest("forward called with no tokens".into()));
         }
-        if cache.len + t > cfg.max_position_embeddings {
+        self.check_context(cache.len + t)?;
+        let mut x = self.embed(tokens)?;
+        let angles = self.rope.angles(cache.len, t);
+        let (nh, nkv, hd, past) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cache.len);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (keys, values) = (&mut cache.keys[i], &mut cache.values[i]);
+            self.block(layer, &mut x, t, |q, k, v| {
+                timed(Section::Rope, || {
+                    angles.apply(q, nh);
+                    angles.apply(k, nkv);
+                });
+                keys.extend_from_slice(k);
+                values.extend_from_slice(v);
+                timed(Section::Attention, || attention(q, keys, values, t, past, nh, nkv, hd, cfg.sliding_window))
+            });
+        }
+        cache.len += t;
+        let from = match which {
+            LogitsFor::Last => t - 1,
+            LogitsFor::All => 0,
+        };
+        Ok(self.logits(&x[from * d..]))
+    }
+
+    /// Several independent sequences in one pass, each from position 0 without a cache: the
+    /// projections and the MLP run once on all their rows stacked, (Σt, d), so short sequences
+    /// share each weight pass; attention stays within each sequence. `seqs[i] = (tokens, from)`
+    /// asks for the logits of positions `from..t` of sequence i; returns them, (t − from, v) each.
+    /// The result equals [`Llama::forward`] on each sequence alone, up to float rounding.
+    ///
+    /// # Errors
+    /// As [`Llama::forward`]; `InvalidRequest` also when `from` is not below the sequence length.
+    pub fn forward_batch(&self, seqs: &[(&[u32], usize)]) -> Result<Vec<Vec<f32>>> {
+        let cfg = &self.config;
+        let (d, v) = (cfg.hidden_size, cfg.vocab_size);
+        let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let mut tokens = Vec::new();
+        let mut starts = Vec::with_capacity(seqs.len() + 1);
+        let mut positions = Vec::new();
+        for &(s, from) in seqs {
+            if from >= s.len() {
+                return Err(ModelError::InvalidRequest(format!(
+                    "logits asked from position {from} of a {}-token sequence",
+                    s.len()
+                )));
+            }
+            self.check_context(s.len())?;
+            starts.push(tokens.len());
+            tokens.extend_from_slice(s);
+            positions.extend(0..s.len());
+        }
+        starts.push(tokens.len());
+        let rows = tokens.len();
+        if rows == 0 {
+            return Ok(Vec::new());
+        }
+        let mut x = self.embed(&tokens)?;
+        let angles = self.rope.angles_at(&positions);
+        for layer in &self.layers {
+            self.block(layer, &mut x, rows, |q, k, vals| {
+                timed(Section::Rope, || {
+                    angles.apply(q, nh);
+                    angles.apply(k, nkv);
+                });
+                let (qw, kvw) = (nh * hd, nkv * hd);
+                let (q, k) = (&*q, &*k);
+                timed(Section::Attention, || {
+                    let outs: Vec<Vec<f32>> = starts
+                        .par_windows(2)
+                        .map(|w| {
+                            let (a, b) = (w[0], w[1]);
+                            let (q, k, vals) = (&q[a * qw..b * qw], &k[a * kvw..b * kvw], &vals[a * kvw..b * kvw]);
+                            attention(q, k, vals, b - a, 0, nh, nkv, hd, cfg.sliding_window)
+                        })
+                        .collect();
+                    outs.concat()
+                })
+            });
+        }
+        // Only the rows whose logits are asked for go through the head.
+        let mut wanted = Vec::new();
+        for (w, &(_, from)) in starts.windows(2).zip(seqs) {
+            wanted.extend_from_slice(&x[(w[0] + from) * d..w[1] * d]);
+        }
+        let logits = self.logits(&wanted);
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut at = 0;
+        for &(s, from) in seqs {
+            let n = (s.len() - from) * v;
+            out.push(logits[at..at + n].to_vec());
+            at += n;
+        }
+        Ok(out)
+    }
+
+    fn check_context(&self, positions: usize) -> Result<()> {
+        let context = self.config.max_position_embeddings;
+        if positions > context {
             return Err(ModelError::InvalidRequest(format!(
-                "{} tokens exceed the context window of {} tokens",
-                cache.len + t,
-                cfg.max_position_embeddings
+                "{positions} tokens exceed the context window of {context} tokens"
             )));
         }
+        Ok(())
+    }
+
+    /// The embeddings (t, d) of `tokens`.
+    fn embed(&self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let d = self.config.hidden_size;
         let vocab_rows = self.embed_tokens.out_features;
-        let mut x = vec![0f32; t * d]; // (t, d)
+        let mut x = vec![0f32; tokens.len() * d];
         for (row, &tok) in x.chunks_mut(d).zip(tokens) {
             let tok = tok as usize;
             if tok >= vocab_rows {
@@ -197,35 +298,30 @@ impl Llama {
             }
             row.copy_from_slice(&self.embed_tokens.weight[tok * d..(tok + 1) * d]);
         }
-        let angles = self.rope.angles(cache.len, t);
-        for (i, layer) in self.layers.iter().enumerate() {
-            self.block(layer, &mut x, t, &angles, &mut cache.keys[i], &mut cache.values[i], cache.len);
-        }
-        cache.len += t;
-        let rows = match which {
-            LogitsFor::Last => &x[(t - 1) * d..],
-            LogitsFor::All => &x[..],
-        };
+        Ok(x)
+    }
+
+    /// The final norm and the output head: hidden rows (n, d) → logits (n, v).
+    fn logits(&self, rows: &[f32]) -> Vec<f32> {
+        let d = self.config.hidden_size;
         let n = rows.len() / d;
         let mut normed = vec![0f32; n * d];
-        ops::rms_norm(rows, &self.norm, cfg.rms_norm_eps as f32, &mut normed);
+        ops::rms_norm(rows, &self.norm, self.config.rms_norm_eps as f32, &mut normed);
         let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
         let mut logits = vec![0f32; n * head.out_features];
         timed(Section::LmHead, || head.forward(&normed, n, &mut logits));
-        Ok(logits)
+        logits
     }
 
-    /// One decoder block, updating the residual stream x (t, d) in place.
-    #[allow(clippy::too_many_arguments)]
+    /// One decoder block, updating the residual stream x (t, d) in place. `attend` gets the
+    /// projected q (t, h·hd), k and v (t, kv·hd), applies RoPE and returns the attention output
+    /// (t, h·hd): with a cache for [`Llama::forward`], per sequence for [`Llama::forward_batch`].
     fn block(
         &self,
         l: &Layer,
         x: &mut [f32],
         t: usize,
-        angles: &crate::rope::RopeAngles,
-        k_cache: &mut Vec<f32>,
-        v_cache: &mut Vec<f32>,
-        past: usize,
+        attend: impl FnOnce(&mut [f32], &mut [f32], &[f32]) -> Vec<f32>,
     ) {
         let cfg = &self.config;
         let (d, hd) = (cfg.hidden_size, cfg.head_dim);
@@ -241,14 +337,7 @@ impl Llama {
             l.k_proj.forward(&h, t, &mut k);
             l.v_proj.forward(&h, t, &mut v);
         });
-        timed(Section::Rope, || {
-            angles.apply(&mut q, nh);
-            angles.apply(&mut k, nkv);
-        });
-        k_cache.extend_from_slice(&k);
-        v_cache.extend_from_slice(&v);
-        let attn =
-            timed(Section::Attention, || attention(&q, k_cache, v_cache, t, past, nh, nkv, hd, cfg.sliding_window));
+        let attn = attend(&mut q, &mut k, &v);
         let mut o = vec![0f32; t * d];
         timed(Section::Linear, || l.o_proj.forward(&attn, t, &mut o));
         x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
@@ -265,87 +354,6 @@ impl Llama {
         timed(Section::Linear, || l.down_proj.forward(&gate, t, &mut o));
         x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
     }
-}
-
-/// Query rows per attention task: keys past the last row of a chunk are never computed, which
-/// skips most of the masked upper triangle, and (head, chunk) tasks balance across threads.
-const QUERY_CHUNK: usize = 64;
-
-/// Causal grouped-query attention of t new queries against all T = past + t cached positions.
-/// q (t, h·hd), keys/values (T, kv·hd) → (t, h·hd). Query i sits at position past + i and sees
-/// keys 0..=past+i (and, with a sliding window w, only the last w of them).
-#[allow(clippy::too_many_arguments)]
-fn attention(
-    q: &[f32],
-    keys: &[f32],
-    values: &[f32],
-    t: usize,
-    past: usize,
-    nh: usize,
-    nkv: usize,
-    hd: usize,
-    window: Option<usize>,
-) -> Vec<f32> {
-    let kvw = nkv * hd;
-    let group = nh / nkv;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let chunks = t.div_ceil(QUERY_CHUNK);
-    let tasks: Vec<(usize, usize)> = (0..nh).flat_map(|h| (0..chunks).map(move |c| (h, c))).collect();
-    let outs: Vec<Vec<f32>> = tasks
-        .par_iter()
-        .map(|&(head, c)| {
-            let kvh = head / group;
-            let (r0, r1) = (c * QUERY_CHUNK, ((c + 1) * QUERY_CHUNK).min(t));
-            let rows = r1 - r0;
-            let lo = window.map_or(0, |w| (past + r0 + 1).saturating_sub(w)); // first key any row sees
-            let n_keys = past + r1 - lo;
-            // scores (rows, keys lo..past+r1) = q_h (rows, hd) · K_kvh (keys, hd)ᵀ · scale
-            let mut scores = vec![0f32; rows * n_keys];
-            let q_h = &q[r0 * nh * hd + head * hd..];
-            ops::matmul_strided(
-                q_h,
-                (nh * hd, 1),
-                &keys[lo * kvw + kvh * hd..],
-                (1, kvw),
-                &mut scores,
-                rows,
-                hd,
-                n_keys,
-                scale,
-                Parallelism::None,
-            );
-            for (i, row) in scores.chunks_mut(n_keys).enumerate() {
-                let pos = past + r0 + i;
-                let first = window.map_or(0, |w| (pos + 1).saturating_sub(w)) - lo;
-                let last = pos - lo; // inclusive
-                row[last + 1..].fill(0.0);
-                row[..first].fill(0.0);
-                ops::softmax_in_place(&mut row[first..=last]);
-            }
-            let mut out = vec![0f32; rows * hd]; // (rows, hd) = P (rows, keys) · V_kvh (keys, hd)
-            let v_h = &values[lo * kvw + kvh * hd..];
-            ops::matmul_strided(
-                &scores,
-                (n_keys, 1),
-                v_h,
-                (kvw, 1),
-                &mut out,
-                rows,
-                n_keys,
-                hd,
-                1.0,
-                Parallelism::None,
-            );
-            out
-        })
-        .collect();
-    let mut attn = vec![0f32; t * nh * hd];
-    for (&(head, c), out) in tasks.iter().zip(&outs) {
-        for (i, row) in out.chunks(hd).enumerate() {
-            attn[(c * QUERY_CHUNK + i) * nh * hd + head * hd..][..hd].copy_from_slice(row);
-        }
-    }
-    attn
 }
 
 #[cfg(test)]
@@ -377,61 +385,5 @@ mod projection_tests {
         }
         let e = serde_json::from_str::<Projection>("\"qproj\"").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("unknown variant `qproj`") && e.contains("`q_proj`"), "{e}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Direct O(t·T) attention, one query and one head at a time.
-    #[allow(clippy::too_many_arguments)]
-    fn naive(
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        t: usize,
-        past: usize,
-        nh: usize,
-        nkv: usize,
-        hd: usize,
-        window: Option<usize>,
-    ) -> Vec<f32> {
-        let mut out = vec![0f32; t * nh * hd];
-        for i in 0..t {
-            let pos = past + i;
-            let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            for h in 0..nh {
-                let kvh = h / (nh / nkv);
-                let qv = &q[i * nh * hd + h * hd..][..hd];
-                let mut s: Vec<f32> = (lo..=pos)
-                    .map(|j| {
-                        qv.iter().zip(&k[j * nkv * hd + kvh * hd..][..hd]).map(|(a, b)| a * b).sum::<f32>()
-                            / (hd as f32).sqrt()
-                    })
-                    .collect();
-                ops::softmax_in_place(&mut s);
-                for (p, j) in s.iter().zip(lo..=pos) {
-                    for c in 0..hd {
-                        out[i * nh * hd + h * hd + c] += p * v[j * nkv * hd + kvh * hd + c];
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn chunked_attention_equals_naive() {
-        let (nh, nkv, hd, past, t) = (4, 2, 8, 5, 130);
-        let total = past + t;
-        let f = |n: usize, s: f32| (0..n).map(|i| ((i as f32) * s).sin()).collect::<Vec<f32>>();
-        let (q, k, v) = (f(t * nh * hd, 0.37), f(total * nkv * hd, 0.11), f(total * nkv * hd, 0.23));
-        for window in [None, Some(50)] {
-            let got = attention(&q, &k, &v, t, past, nh, nkv, hd, window);
-            let want = naive(&q, &k, &v, t, past, nh, nkv, hd, window);
-            let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-            assert!(diff < 1e-5, "window {window:?}: max diff {diff}");
-        }
     }
 }

@@ -96,6 +96,47 @@ fn kv_cache_decode_equals_full_forward() {
 }
 
 #[test]
+fn batched_forward_equals_each_sequence_alone() {
+    let Some(m) = load_default() else { return };
+    let g = golden("golden/smollm2_135m_q4_1.json");
+    let v = m.model.config.vocab_size;
+    let mut seqs: Vec<Vec<u32>> = g["inputs"]
+        .as_array()
+        .expect("inputs")
+        .iter()
+        .map(|c| m.tokenizer.encode(c["text"].as_str().expect("text"), true).expect("encode"))
+        .collect();
+    // One row past an attention query chunk (64), and a one-token sequence.
+    let long: Vec<u32> = seqs.iter().flatten().copied().cycle().take(150).collect();
+    seqs.push(long);
+    seqs.push(vec![seqs[0][0]]);
+    let asks: Vec<(&[u32], usize)> = seqs.iter().enumerate().map(|(i, s)| (s.as_slice(), (i * 3) % s.len())).collect();
+    let batched = m.model.forward_batch(&asks).expect("forward_batch");
+    assert_eq!(batched.len(), seqs.len());
+    let mut worst = 0f32;
+    for ((ids, from), got) in asks.iter().zip(&batched) {
+        let alone = all_logits(&m, ids);
+        assert_eq!(got.len(), (ids.len() - from) * v);
+        for (a, b) in got.iter().zip(&alone[from * v..]) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    eprintln!("batched vs alone: max |Δ logit| = {worst:.2e}");
+    assert!(worst < 1e-3, "batched logits differ from one-sequence logits by up to {worst}");
+    for (case, got) in g["inputs"].as_array().expect("inputs").iter().zip(&batched) {
+        let ids = ids_of(&case["token_ids_default"]);
+        if asks.iter().any(|(s, from)| *s == ids.as_slice() && *from == 0) {
+            check_logits(case["name"].as_str().expect("name"), got, &ids, case);
+        }
+    }
+    let e = m.model.forward_batch(&[(&seqs[0][..], seqs[0].len())]).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("logits asked from position"), "{e}");
+    let too_long = vec![seqs[0][0]; m.model.config.max_position_embeddings + 1];
+    let e = m.model.forward_batch(&[(&too_long[..], 0)]).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("exceed the context window"), "{e}");
+}
+
+#[test]
 fn dequantized_weights_match_checksums() {
     let Some(m) = load_default() else { return };
     let g = golden("golden/smollm2_135m_q4_1.json");
