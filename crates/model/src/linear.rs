@@ -9,8 +9,10 @@ use rayon::prelude::*;
 use crate::ops;
 use crate::quant::{self, GgmlType};
 
-/// Up to this many rows go through the matrix-vector kernels rather than gemm.
-const MATVEC_MAX_ROWS: usize = 4;
+/// Up to this many rows go through the matrix-vector kernels rather than gemm (for a quantized
+/// weight: its own blocks, rounded differently), so a caller that must reproduce another call's
+/// rows exactly passes at least as many rows as that call did, up to this bound.
+pub const MATVEC_MAX_ROWS: usize = 4;
 
 /// LoRA update `scale · B (A x)` (Hu et al. 2021), PEFT layout: A (r, in), B (out, r),
 /// scale = lora_alpha / r.

@@ -2,6 +2,7 @@
 //! cross-entropy averaged over every supervised token of the whole batch), backpropagated to the
 //! LoRA matrices only; with distillation ([`crate::distill`]) the KL term to the frozen base is
 //! added on the same logits.
+use tuneguard_model::linear::MATVEC_MAX_ROWS;
 use tuneguard_model::llama::Llama;
 use tuneguard_model::ops;
 
@@ -318,24 +319,34 @@ fn embed(model: &Llama, ids: &[u32]) -> Result<Vec<f32>> {
     Ok(x)
 }
 
-/// The frozen base model's logits (t, v) for `ids`: the same blocks with the LoRA branches left
-/// out, no dropout, no noise (distillation's teacher).
+/// The frozen base model's logits (n, v) at the positions `rows` (n,) of `ids`: the same blocks
+/// with the LoRA branches left out, no dropout, no noise (distillation's teacher). Only the
+/// distilled positions go through the output head.
 fn base_logits(
     model: &Llama,
     ids: &[u32],
     angles: &tuneguard_model::rope::RopeAngles,
     first_key: &[usize],
+    rows: &[usize],
 ) -> Result<Vec<f32>> {
     let cfg = &model.config;
-    let t = ids.len();
+    let (t, d) = (ids.len(), cfg.hidden_size);
     let mut x = embed(model, ids)?;
     for layer in &model.layers {
         x = block::forward(cfg, layer, x, t, angles, first_key, None, false).0;
     }
-    let (hn, _) = rms_norm_fwd(&x, &model.norm, cfg.rms_norm_eps as f32);
+    // Zero rows pad the call to the kernel the student's t-row head call took (the matvec
+    // kernels round differently), so the base's logits equal the student's at B = 0.
+    let n = rows.len().max(t.min(MATVEC_MAX_ROWS + 1));
+    let mut picked = vec![0f32; n * d];
+    for (dst, &i) in picked.chunks_mut(d).zip(rows) {
+        dst.copy_from_slice(&x[i * d..(i + 1) * d]);
+    }
+    let (hn, _) = rms_norm_fwd(&picked, &model.norm, cfg.rms_norm_eps as f32);
     let head = model.lm_head.as_ref().unwrap_or(&model.embed_tokens);
-    let mut logits = vec![0f32; t * cfg.vocab_size];
-    head.forward(&hn, t, &mut logits);
+    let mut logits = vec![0f32; n * cfg.vocab_size];
+    head.forward(&hn, n, &mut logits);
+    logits.truncate(rows.len() * cfg.vocab_size);
     Ok(logits)
 }
 
@@ -393,10 +404,14 @@ fn sequence(
     let distill = distill.filter(|k| k.on == DistillOn::Supervised || seq.replay);
     let train_ce = !(seq.replay && distill.is_some_and(|k| k.on == DistillOn::Replay));
     let teacher = match distill {
-        Some(_) => Some(base_logits(model, seq.input_ids, &angles, &first_key)?),
+        Some(_) => {
+            let rows: Vec<usize> = (0..t).filter(|&i| seq.labels.get(i + 1).is_some_and(|&l| l != IGNORE)).collect();
+            Some(base_logits(model, seq.input_ids, &angles, &first_key, &rows)?)
+        }
         None => None,
     };
-    // Cross-entropy, the KL term and d(loss)/d(logits), in place.
+    let mut taught = 0; // teacher rows used so far: one per distilled position, in order
+                        // Cross-entropy, the KL term and d(loss)/d(logits), in place.
     let mut loss = StepLoss::default();
     let mut student = Vec::new();
     for (i, row) in logits.chunks_mut(v).enumerate() {
@@ -422,7 +437,8 @@ fn sequence(
             row.fill(0.0);
         }
         if let (Some(k), Some(base)) = (distill, teacher.as_deref()) {
-            loss.distill += k.add_position(&student, &base[i * v..(i + 1) * v], row);
+            loss.distill += k.add_position(&student, &base[taught * v..(taught + 1) * v], row);
+            taught += 1;
         }
     }
     loss.ce /= n_norm as f64;
