@@ -140,8 +140,7 @@ pub fn perplexity(
     })
 }
 
-/// (Σ NLL in nats, tokens) of a window's scored tokens.
-/// The NLL sum and the scored-token count of each window, in one batched forward pass: a
+/// (Σ NLL in nats, scored tokens) of each window, in one batched forward pass: a
 /// window's logits are asked for from the position before its first scored token.
 fn windows_nll(model: &Llama, tokens: &[u32], ws: &[Window]) -> Result<Vec<(f64, u64)>> {
     let v = model.config.vocab_size;
